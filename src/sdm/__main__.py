@@ -1,0 +1,3 @@
+from sdm.cli import main
+
+main()

@@ -1,0 +1,268 @@
+"""Loading catalog files: the built-in one, then SDM_CATALOG, then catalog.d/.
+
+Later sources replace entries with the same id, so teams can add or override
+models without forking. Every problem names the file, the entry and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sdm.catalog.model import Model
+from sdm.errors import CatalogError, NotFound
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def builtin_dir() -> Path:
+    """The catalog shipped in the wheel (sdm/_catalog), or the source tree's catalog/."""
+    packaged = Path(__file__).resolve().parent.parent / "_catalog"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[3] / "catalog"
+
+
+def extra_sources() -> list[Path]:
+    from sdm.config import config_dir
+
+    paths = [Path(p).expanduser() for p in os.environ.get("SDM_CATALOG", "").split(os.pathsep) if p]
+    user_dir = config_dir() / "catalog.d"
+    if user_dir.is_dir():
+        paths.append(user_dir)
+    return paths
+
+
+def expand(paths: Iterable[Path], *, must_exist: bool = True) -> list[Path]:
+    """Files named directly, plus the YAML files of named folders (sorted)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in YAML_SUFFIXES))
+        elif path.is_file():
+            files.append(path)
+        elif must_exist:
+            raise CatalogError(f"{path}: no such catalog file or folder")
+    return files
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: Path
+    entry: str | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = str(self.file)
+        if self.entry:
+            where += f": entry '{self.entry}'"
+        if self.field:
+            where += f": field '{self.field}'"
+        return f"{where}: {self.message}"
+
+
+def _entry_label(raw: Any, index: int) -> str:
+    if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+        return str(raw["id"])
+    return f"#{index + 1}"
+
+
+def _validation_problems(file: Path, label: str, exc: ValidationError) -> Iterator[Problem]:
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or None
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        yield Problem(file, label, loc, msg)
+
+
+def read_file(file: Path) -> tuple[list[Model], list[Problem]]:
+    """Parse one catalog file; entries that fail validation become Problems."""
+    import yaml
+    from pydantic import ValidationError
+
+    from sdm.catalog.schema import ModelEntry
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=loader)
+    except OSError as exc:
+        return [], [Problem(file, None, None, f"cannot read: {exc.strerror}")]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        return [], [Problem(file, None, None, f"not valid YAML{where}: {problem}")]
+    if data is None:
+        return [], []
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+        return [], [Problem(file, None, "models", "the file must hold 'models:' with a list")]
+    unknown = sorted(set(data) - {"models", "version"})
+    problems = [Problem(file, None, k, "unknown top-level key") for k in unknown]
+    models: list[Model] = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(data["models"]):
+        label = _entry_label(raw, index)
+        if not isinstance(raw, dict):
+            problems.append(Problem(file, label, None, "an entry must be a mapping"))
+            continue
+        try:
+            model = Model.from_dict(ModelEntry.model_validate(raw).model_dump())
+        except ValidationError as exc:
+            problems.extend(_validation_problems(file, label, exc))
+            continue
+        if model.id in seen:
+            problems.append(Problem(file, label, "id", "id appears twice in this file"))
+            continue
+        seen[model.id] = index
+        models.append(model)
+    return models, problems
+
+
+@dataclass
+class Catalog:
+    models: dict[str, Model] = field(default_factory=dict)
+    origin: dict[str, Path] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def add(self, model: Model, origin: Path) -> None:
+        old = self.models.pop(model.id, None)
+        if old is not None:
+            for alias in old.aliases:
+                self.aliases.pop(alias, None)
+        self.models[model.id] = model
+        self.origin[model.id] = origin
+        for alias in model.aliases:
+            self.aliases[alias] = model.id
+
+    def find(self, name: str) -> Model | None:
+        key = name.strip().lower()
+        model_id = key if key in self.models else self.aliases.get(key)
+        return self.models.get(model_id) if model_id else None
+
+    def get(self, name: str) -> Model:
+        model = self.find(name)
+        if model is None:
+            from sdm.catalog.search import suggest
+
+            close = suggest(self, name)
+            hint = f"did you mean: {', '.join(close)}?" if close else "try: sdm search"
+            raise NotFound(f"no model '{name}' in the catalog", hint=hint)
+        return model
+
+    def by_sha256(self, sha256: str) -> tuple[Model, str] | None:
+        for model in self.models.values():
+            for variant in model.variants:
+                if variant.sha256 == sha256:
+                    return model, variant.name
+        return None
+
+    def __iter__(self) -> Iterator[Model]:
+        return iter(self.models.values())
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+
+def cross_check(catalog: Catalog) -> list[Problem]:
+    """Problems that only show across entries: alias clashes, unknown companions."""
+    problems: list[Problem] = []
+    owners: dict[str, str] = {}
+    for model in catalog:
+        for alias in model.aliases:
+            if alias in catalog.models and alias != model.id:
+                problems.append(Problem(catalog.origin[model.id], model.id, "aliases",
+                                        f"alias '{alias}' is the id of another model"))
+            elif alias in owners and owners[alias] != model.id:
+                problems.append(Problem(catalog.origin[model.id], model.id, "aliases",
+                                        f"alias '{alias}' is also used by '{owners[alias]}'"))
+            owners.setdefault(alias, model.id)
+        for companion in model.hints.companions:
+            if catalog.find(companion) is None:
+                problems.append(Problem(catalog.origin[model.id], model.id, "hints.companions",
+                                        f"'{companion}' is not in the catalog"))
+    return problems
+
+
+def build(files: Iterable[Path]) -> tuple[Catalog, list[Problem]]:
+    catalog = Catalog()
+    problems: list[Problem] = []
+    for file in files:
+        models, file_problems = read_file(file)
+        problems.extend(file_problems)
+        for model in models:
+            catalog.add(model, file)
+    return catalog, problems
+
+
+def _cache_file() -> Path:
+    override = os.environ.get("SDM_CACHE_DIR")
+    if override:
+        return Path(override) / "catalog.json"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("sdm", appauthor=False)) / "catalog.json"
+
+
+def _fingerprint(files: list[Path]) -> list[list[Any]]:
+    from sdm import __version__
+
+    out: list[list[Any]] = [[__version__]]
+    for file in files:
+        st = file.stat()
+        out.append([str(file.resolve()), st.st_mtime_ns, st.st_size])
+    return out
+
+
+def _from_cache(cache: Path, fingerprint: list[list[Any]]) -> Catalog | None:
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+        if data.get("fingerprint") != fingerprint:
+            return None
+        catalog = Catalog()
+        for entry in data["models"]:
+            catalog.add(Model.from_dict(entry["model"]), Path(entry["origin"]))
+        return catalog
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _to_cache(cache: Path, fingerprint: list[list[Any]], catalog: Catalog) -> None:
+    from dataclasses import asdict
+
+    from sdm.store import write_json_atomic
+
+    models = [{"model": asdict(m), "origin": str(catalog.origin[m.id])} for m in catalog]
+    try:
+        write_json_atomic(cache, {"fingerprint": fingerprint, "models": models})
+    except OSError:
+        pass  # a read-only cache folder only costs speed
+
+
+def load() -> Catalog:
+    """The effective catalog; raises CatalogError on the first problem found.
+
+    Validated catalogs are cached as JSON keyed by each file's path, mtime and
+    size, so a later run skips YAML parsing and pydantic altogether.
+    """
+    files = expand([builtin_dir()]) + expand(extra_sources())
+    cache = _cache_file()
+    fingerprint = _fingerprint(files)
+    cached = _from_cache(cache, fingerprint)
+    if cached is not None:
+        return cached
+    catalog, problems = build(files)
+    problems += cross_check(catalog)
+    if problems:
+        more = f" (and {len(problems) - 1} more; run: sdm catalog check)" if len(problems) > 1 else ""
+        raise CatalogError(f"invalid catalog: {problems[0]}{more}")
+    _to_cache(cache, fingerprint, catalog)
+    return catalog

@@ -1,0 +1,159 @@
+"""Validation of catalog entries with pydantic: the edge where YAML comes in.
+
+A catalog file is YAML: `models:` followed by a list of entries. Field names
+here are the public format documented in docs/catalog.md. A validated entry is
+dumped to a dict and becomes a sdm.catalog.model.Model dataclass.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# These Literals mirror the tuples in sdm.catalog.model (checked by a test).
+ModelType = Literal["checkpoint", "lora", "embedding", "hypernetwork", "vae"]
+Base = Literal["sd15", "sd2", "sdxl", "sdxl-refiner", "pony", "illustrious", "flux1", "sd3", "other"]
+Format = Literal["safetensors", "ckpt", "pt", "bin", "gguf"]
+Precision = Literal["fp16", "fp32", "bf16", "fp8"]
+Weights = Literal["pruned", "ema-only", "full"]
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_REVISION = re.compile(r"^[A-Za-z0-9._/-]+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HFSourceEntry(_Strict):
+    repo: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+    path: str = Field(min_length=1)
+    revision: str = "main"
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        if v.startswith("/") or ".." in v.split("/"):
+            raise ValueError("must be a path inside the repo")
+        return v
+
+    @field_validator("revision")
+    @classmethod
+    def _rev(cls, v: str) -> str:
+        if not _REVISION.match(v):
+            raise ValueError("must be a branch, tag or commit sha")
+        return v
+
+
+class CivitaiSourceEntry(_Strict):
+    model: int | None = Field(default=None, gt=0)
+    version: int = Field(gt=0)
+    file_id: int | None = Field(default=None, gt=0)
+
+
+class SourceEntry(_Strict):
+    """Exactly one of hf, civitai or url."""
+
+    hf: HFSourceEntry | None = None
+    civitai: CivitaiSourceEntry | None = None
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+/\S*$", v):
+            raise ValueError("must be an http(s) URL")
+        return v
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SourceEntry:
+        given = [k for k in ("hf", "civitai", "url") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a source needs exactly one of hf, civitai or url")
+        return self
+
+
+class VariantEntry(_Strict):
+    name: str = Field(pattern=_SLUG.pattern)
+    source: SourceEntry
+    mirrors: tuple[SourceEntry, ...] = ()
+    # Local file name in the store; null means "as the source names it"
+    # (Civitai's files[].name, or the URL's last path part).
+    filename: str | None = Field(default=None, min_length=1)
+    format: Format
+    precision: Precision | None = None
+    weights: Weights | None = None
+    size: int | None = Field(default=None, gt=0)
+    sha256: str | None = None
+    gated: bool | None = None  # overrides the model's flag for this file's source
+    note: str | None = None
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _sha(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = v.strip().lower()
+            if not _SHA256.match(v):
+                raise ValueError("must be 64 hex digits (or null when unknown)")
+        return v
+
+    @field_validator("filename")
+    @classmethod
+    def _plain_name(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if "/" in v or "\\" in v or v in (".", "..") or v.startswith("."):
+            raise ValueError("must be a plain file name, without folders")
+        return v
+
+
+class HintsEntry(_Strict):
+    resolution: int | None = Field(default=None, ge=64, le=8192)
+    clip_skip: int | None = Field(default=None, ge=1, le=12)
+    trigger_words: tuple[str, ...] = ()
+    negative_prompt: str | None = None
+    companions: tuple[str, ...] = ()
+    weight: float | None = None
+    notes: str | None = None
+
+
+class ModelEntry(_Strict):
+    id: str = Field(pattern=_SLUG.pattern)
+    aliases: tuple[str, ...] = ()
+    name: str = Field(min_length=1)
+    type: ModelType
+    base: Base
+    kind: Literal["base", "fine-tune"] = "fine-tune"
+    tags: tuple[str, ...] = ()
+    description: str = ""
+    homepage: str | None = None
+    license: str | None = None
+    nsfw: bool = False
+    gated: bool = False
+    hints: HintsEntry = HintsEntry()
+    default_variant: str | None = None
+    variants: tuple[VariantEntry, ...] = Field(min_length=1)
+
+    @field_validator("aliases")
+    @classmethod
+    def _alias_slugs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for alias in v:
+            if not _SLUG.match(alias):
+                raise ValueError(f"alias '{alias}' must be lower-case letters, digits, . _ -")
+        return v
+
+    @model_validator(mode="after")
+    def _variants_consistent(self) -> ModelEntry:
+        names = [v.name for v in self.variants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"variant names must be unique (repeated: {', '.join(dupes)})")
+        if self.default_variant is not None and self.default_variant not in names:
+            raise ValueError(
+                f"default_variant '{self.default_variant}' is not one of: {', '.join(names)}"
+            )
+        return self
+

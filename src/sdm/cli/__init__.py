@@ -1,0 +1,13 @@
+"""sdm's command line. Each module registers one group of commands on `app`."""
+
+from __future__ import annotations
+
+from sdm.cli import catalog_cmds, config_cmds, store_cmds
+from sdm.cli.app import app
+
+__all__ = ["app", "main"]
+_registered = (catalog_cmds, config_cmds, store_cmds)
+
+
+def main() -> None:
+    app()

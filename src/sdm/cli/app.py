@@ -1,0 +1,66 @@
+"""The typer application, its global options and the shared settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sdm import __version__
+from sdm.cli.output import DEBUG
+
+app = typer.Typer(
+    name="sdm",
+    help="Find, download, verify and organise Stable Diffusion models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=(
+        "Examples:\n\n"
+        "  sdm search realistic\n\n"
+        "  sdm pull dreamshaper --fp16\n\n"
+        "  sdm list --type lora --json"
+    ),
+)
+
+_overrides: dict[str, Any] = {}
+
+
+def settings() -> Any:
+    """Settings resolved with this invocation's command-line overrides."""
+    from sdm.config import Settings
+
+    return Settings(overrides=_overrides)
+
+
+def store() -> Any:
+    from sdm.store import Store
+
+    return Store(settings().models_dir)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sdm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", help="Store root for this run (overrides SDM_HOME and the config).",
+                     show_default=False),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
+) -> None:
+    _overrides.clear()
+    if home is not None:
+        _overrides["models_dir"] = str(home)
+    if debug:
+        DEBUG["on"] = True

@@ -1,0 +1,215 @@
+"""Commands that read the catalog: search, info, catalog check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from sdm.cli.app import app
+from sdm.cli.output import echo, handle_errors, human_size, print_json, print_table
+from sdm.errors import BadInput
+
+if TYPE_CHECKING:
+    from sdm.catalog.model import Model, Source, Variant
+
+catalog_app = typer.Typer(help="Work with catalog files.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+TypeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--type", "-t", help="checkpoint, lora, embedding, hypernetwork or vae (repeatable).",
+                 show_default=False),
+]
+BaseOpt = Annotated[
+    list[str] | None,
+    typer.Option("--base", "-b", help="Base family: sd15, sd2, sdxl, pony, flux1, ... (repeatable).",
+                 show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def check_choices(values: list[str] | None, allowed: tuple[str, ...], what: str) -> list[str]:
+    out = []
+    for raw in values or []:
+        for value in raw.split(","):
+            value = value.strip().lower()
+            # Accept plurals users type from folder names: loras, checkpoints.
+            if value not in allowed and value.rstrip("s") in allowed:
+                value = value.rstrip("s")
+            if value not in allowed:
+                raise BadInput(f"unknown {what} '{value}' (choose from: {', '.join(allowed)})")
+            out.append(value)
+    return out
+
+
+def source_json(source: Source) -> dict[str, Any]:
+    data: dict[str, Any] = {"type": source.kind, "uri": source.describe()}
+    if source.hf:
+        data.update(repo=source.hf.repo, path=source.hf.path, revision=source.hf.revision)
+    elif source.civitai:
+        data.update(model=source.civitai.model, version=source.civitai.version,
+                    file_id=source.civitai.file_id)
+    else:
+        data["url"] = source.url
+    return data
+
+
+def variant_json(model: Model, variant: Variant) -> dict[str, Any]:
+    return {
+        "name": variant.name,
+        "default": variant.name == model.default.name,
+        "filename": variant.filename,
+        "format": variant.format,
+        "precision": variant.precision,
+        "weights": variant.weights,
+        "size": variant.size,
+        "sha256": variant.sha256,
+        "pickle": variant.is_pickle,
+        "gated": model.is_gated(variant),
+        "source": source_json(variant.source),
+        "mirrors": [source_json(m) for m in variant.mirrors],
+        "note": variant.note,
+    }
+
+
+def model_summary(model: Model) -> dict[str, Any]:
+    return {
+        "id": model.id,
+        "name": model.name,
+        "type": model.type,
+        "base": model.base,
+        "kind": model.kind,
+        "tags": list(model.tags),
+        "aliases": list(model.aliases),
+        "nsfw": model.nsfw,
+        "gated": model.gated,
+        "default_variant": model.default.name,
+        "description": model.description,
+    }
+
+
+def model_json(model: Model, origin: Path | None) -> dict[str, Any]:
+    data = model_summary(model)
+    data.update(
+        homepage=model.homepage,
+        license=model.license,
+        hints=model.hints.as_dict(),
+        variants=[variant_json(model, v) for v in model.variants],
+        catalog_file=str(origin) if origin else None,
+    )
+    return data
+
+
+@app.command(epilog="Examples:\n\n  sdm search realistic\n\n  sdm search anime --type checkpoint "
+             "--base sd15\n\n  sdm search --type lora --json")
+@handle_errors
+def search(
+    query: Annotated[str | None, typer.Argument(help="Words to look for; none lists the catalog.")] = None,
+    type_: TypeOpt = None,
+    base: BaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search the model catalog (works offline)."""
+    from sdm.catalog import BASES, MODEL_TYPES, load
+    from sdm.catalog.search import search as run_search
+
+    types = check_choices(type_, MODEL_TYPES, "type")
+    bases = check_choices(base, BASES, "base")
+    results = run_search(load(), query, types, bases)
+    if as_json:
+        print_json([model_summary(m) for m in results])
+        return
+    if not results:
+        echo(f"No model matches '{query}'. Try fewer words, or: sdm search" if query
+             else "The catalog is empty.")
+        return
+    rows = [[m.id, m.name, m.type, m.base, ", ".join(m.tags[:4])] for m in results]
+    print_table(["ID", "NAME", "TYPE", "BASE", "TAGS"], rows)
+
+
+@app.command(epilog="Examples:\n\n  sdm info dreamshaper\n\n  sdm info sd15 --json")
+@handle_errors
+def info(
+    model_id: Annotated[str, typer.Argument(metavar="ID", help="Model id or alias.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show everything the catalog knows about a model: variants, sources, usage hints."""
+    from sdm.catalog import load
+
+    catalog = load()
+    model = catalog.get(model_id)
+    if as_json:
+        print_json(model_json(model, catalog.origin.get(model.id)))
+        return
+    _render_info(model)
+
+
+def _render_info(model: Model) -> None:
+    facts = [
+        ("id", model.id + (f"  (aliases: {', '.join(model.aliases)})" if model.aliases else "")),
+        ("type", f"{model.type}, {model.kind}, base {model.base}"),
+        ("tags", ", ".join(model.tags)),
+        ("license", model.license or "see homepage"),
+        ("homepage", model.homepage or "-"),
+    ]
+    if model.nsfw:
+        facts.append(("nsfw", "yes: may produce explicit images"))
+    if model.gated:
+        facts.append(("gated", "yes: accept the license on the homepage and set a token"))
+    hints = model.hints
+    hint_rows = [
+        ("resolution", f"{hints.resolution}x{hints.resolution}" if hints.resolution else None),
+        ("clip skip", str(hints.clip_skip) if hints.clip_skip else None),
+        ("trigger words", ", ".join(hints.trigger_words) or None),
+        ("negative prompt", hints.negative_prompt),
+        ("use with", ", ".join(hints.companions) or None),
+        ("lora weight", str(hints.weight) if hints.weight is not None else None),
+        ("notes", hints.notes),
+    ]
+    echo(model.name)
+    echo(model.description)
+    echo()
+    print_table(["", ""], [[k, v] for k, v in facts], header=False)
+    echo()
+    rows = []
+    for v in model.variants:
+        mark = "*" if v.name == model.default.name else ""
+        rows.append([mark + v.name, v.format + (" (pickle)" if v.is_pickle else ""),
+                     v.precision or "?", v.weights or "?", human_size(v.size),
+                     (v.sha256 or "unknown")[:10], v.source.describe()])
+    print_table(["VARIANT", "FORMAT", "PRECISION", "WEIGHTS", "SIZE", "SHA256", "SOURCE"], rows)
+    echo("* default variant")
+    shown = [[k, v] for k, v in hint_rows if v]
+    if shown:
+        echo()
+        print_table(["USAGE", ""], shown)
+
+
+@catalog_app.command("check", epilog="Examples:\n\n  sdm catalog check my-models.yaml\n\n"
+                     "  sdm catalog check            # the built-in and configured catalogs")
+@handle_errors
+def catalog_check(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Catalog files or folders to check.",
+                                                       show_default=False)] = None,
+) -> None:
+    """Validate catalog files; exit 1 when any has a problem."""
+    from sdm.catalog.load import build, builtin_dir, cross_check, expand, extra_sources
+
+    files = expand(paths) if paths else expand([builtin_dir()]) + expand(extra_sources())
+    if paths:
+        # Companions may point into the built-in catalog, so check against it too.
+        base_catalog, _ = build(expand([builtin_dir()]))
+        catalog, problems = build(files)
+        for model_id, model in catalog.models.items():
+            base_catalog.add(model, catalog.origin[model_id])
+        problems += [p for p in cross_check(base_catalog) if p.file in set(files)]
+    else:
+        catalog, problems = build(files)
+        problems += cross_check(catalog)
+    for problem in problems:
+        typer.echo(f"sdm: error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    echo(f"ok: {len(catalog)} models in {len(files)} file(s)")

@@ -1,0 +1,221 @@
+"""Settings: command-line option > environment > config file > default.
+
+The config file is YAML in platformdirs' user config dir (SDM_CONFIG_DIR
+overrides). It may hold tokens, so it is written with mode 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdm.errors import ConfigError
+
+APP_NAME = "sdm"
+
+
+def _parse_int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected a whole number from {lo} to {hi}")
+        return value
+
+    return parse
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(raw: str) -> int:
+    """Parse '64M', '1GiB', '1048576' into bytes (binary units)."""
+    match = _SIZE_RE.match(str(raw))
+    if not match:
+        raise ValueError("expected a size such as 64M, 1G or a number of bytes")
+    number, unit = match.groups()
+    return int(float(number) * _SIZE_UNITS[(unit or "")[:1].lower()])
+
+
+def _parse_path(raw: str) -> str:
+    return str(Path(os.path.expanduser(str(raw))).absolute())
+
+
+def _parse_url(raw: str) -> str:
+    value = str(raw).strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("expected an http(s) URL")
+    return value
+
+
+def _parse_str(raw: str) -> str:
+    value = str(raw).strip()
+    if not value:
+        raise ValueError("expected a non-empty value")
+    return value
+
+
+def _parse_layout(raw: str) -> str:
+    value = str(raw).strip().lower()
+    if value != "sdm":
+        raise ValueError("only the 'sdm' layout exists so far")
+    return value
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    help: str
+    parse: Callable[[str], Any]
+    default: Any = None
+    env: tuple[str, ...] = ()
+    secret: bool = False
+
+
+KEYS: dict[str, Key] = {
+    k.name: k
+    for k in [
+        Key("models_dir", "store root folder", _parse_path, None, ("SDM_HOME",)),
+        Key("layout", "store layout", _parse_layout, "sdm"),
+        Key("hf_token", "Hugging Face token", _parse_str, None, ("HF_TOKEN",), secret=True),
+        Key(
+            "civitai_token",
+            "Civitai API token",
+            _parse_str,
+            None,
+            ("CIVITAI_TOKEN", "CIVITAI_API_TOKEN"),
+            secret=True,
+        ),
+        Key("hf_endpoint", "Hugging Face endpoint", _parse_url, "https://huggingface.co",
+            ("HF_ENDPOINT",)),
+        Key("civitai_endpoint", "Civitai endpoint", _parse_url, "https://civitai.com",
+            ("SDM_CIVITAI_ENDPOINT",)),
+        Key("connections", "connections per file", _parse_int(1, 64), 8, ("SDM_CONNECTIONS",)),
+        Key("segment_threshold", "file size from which several connections are used",
+            parse_size, 64 * 1024**2, ("SDM_SEGMENT_THRESHOLD",)),
+        Key("parallel", "files downloaded at once", _parse_int(1, 16), 3, ("SDM_PARALLEL",)),
+        Key("retries", "attempts per segment before giving up", _parse_int(0, 100), 6,
+            ("SDM_RETRIES",)),
+        Key("stall_timeout", "seconds without a byte before a connection is restarted",
+            _parse_int(1, 3600), 30, ("SDM_STALL_TIMEOUT",)),
+    ]
+}
+
+
+def config_dir() -> Path:
+    override = os.environ.get("SDM_CONFIG_DIR")
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir(APP_NAME, appauthor=False))
+
+
+def config_path() -> Path:
+    return config_dir() / "config.yaml"
+
+
+def default_models_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir(APP_NAME, appauthor=False)) / "models"
+
+
+def read_file(path: Path | None = None) -> dict[str, Any]:
+    path = path or config_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    import yaml
+
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of key: value")
+    return data
+
+
+def write_file(data: Mapping[str, Any], path: Path | None = None) -> None:
+    """Write atomically with mode 0600: the file may hold tokens."""
+    import yaml
+
+    path = path or config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".config.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(dict(data), fh, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_key(name: str) -> Key:
+    key = KEYS.get(name)
+    if key is None:
+        raise ConfigError(f"unknown config key '{name}' (keys: {', '.join(KEYS)})")
+    return key
+
+
+def parse_value(key: Key, raw: Any, origin: str) -> Any:
+    try:
+        return key.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key.name} from {origin}: {exc} (got {raw!r})") from None
+
+
+@dataclass(frozen=True)
+class Setting:
+    value: Any
+    origin: str  # "option", "env:NAME", "config", "default"
+
+
+class Settings:
+    """Effective settings, resolved once per process with per-key precedence."""
+
+    def __init__(
+        self,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        file_data: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        self._environ = os.environ if environ is None else environ
+        self._file = read_file() if file_data is None else dict(file_data)
+
+    def setting(self, name: str) -> Setting:
+        key = check_key(name)
+        if name in self._overrides:
+            return Setting(parse_value(key, self._overrides[name], "the command line"), "option")
+        for var in key.env:
+            raw = self._environ.get(var)
+            if raw:
+                return Setting(parse_value(key, raw, f"${var}"), f"env:{var}")
+        if name in self._file and self._file[name] is not None:
+            return Setting(parse_value(key, self._file[name], str(config_path())), "config")
+        return Setting(key.default, "default")
+
+    def get(self, name: str) -> Any:
+        return self.setting(name).value
+
+    @property
+    def models_dir(self) -> Path:
+        value = self.get("models_dir")
+        return Path(value) if value else default_models_dir()

@@ -1,0 +1,70 @@
+"""One exception hierarchy for sdm, each error carrying its exit code.
+
+Library code raises these; only the CLI catches them, prints one line (plus an
+optional hint) on stderr and exits with the code. Anything else is a bug.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+class SdmError(Exception):
+    """Base class: something went wrong that the user should hear about in one line."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class BadInput(SdmError):
+    """The command line, a spec file or an option value cannot be used."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class NotFound(BadInput):
+    """An id, alias, variant or file that the user named does not exist."""
+
+
+class ConfigError(SdmError):
+    """The configuration file is unreadable or holds an invalid value."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class CatalogError(SdmError):
+    """A catalog file is not valid (names the file, entry and field)."""
+
+
+class NetworkError(SdmError):
+    """The network failed (connection, timeout, 5xx, rate limit) after retries."""
+
+
+class AuthRequired(SdmError):
+    """The server wants a token (401/403): gated or login-only model."""
+
+
+class RemoteError(SdmError):
+    """The server answered with an error that retrying will not fix."""
+
+
+class VerificationFailed(SdmError):
+    """A downloaded file failed its size, hash or header check."""
+
+
+class UnsafeFile(SdmError):
+    """A file could run code when loaded, or its name would escape the store."""
+
+
+class DiskFull(SdmError):
+    """Not enough free disk space for the planned downloads."""
+
+
+class Busy(SdmError):
+    """Another sdm process holds the file."""

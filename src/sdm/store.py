@@ -1,0 +1,180 @@
+"""The store: one folder per model type, and a record per installed file.
+
+Records are small JSON documents under STORE/.sdm/records/<folder>/<file>.json,
+one per file, each written atomically (temp file, fsync, rename). One file per
+record means concurrent sdm processes never rewrite each other's data, and
+rename is atomic on local and network filesystems alike, so no lock is needed
+to keep the records consistent. The folders themselves are the truth: a file
+without a record shows as unknown, a record without its file is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdm.errors import UnsafeFile
+
+TYPE_DIRS: dict[str, str] = {
+    "checkpoint": "checkpoints",
+    "lora": "loras",
+    "embedding": "embeddings",
+    "hypernetwork": "hypernetworks",
+    "vae": "vae",
+}
+MODEL_SUFFIXES = frozenset({".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft"})
+PARTIAL_SUFFIX = ".sdm-partial"
+META_DIR = ".sdm"
+
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
+                     *(f"lpt{i}" for i in range(1, 10))}
+_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F)}
+
+
+def safe_filename(raw: str) -> str:
+    """A name that is safe to create in a store folder, or UnsafeFile.
+
+    Keeps only the last path component (as curl -J does), drops control and
+    bidi-override characters, and refuses names that are empty, hidden,
+    relative, reserved on Windows or too long.
+    """
+    name = unicodedata.normalize("NFC", raw.replace("\\", "/").split("/")[-1])
+    name = "".join(ch for ch in name if ch.isprintable() and ch not in _BIDI).strip()
+    name = name.rstrip(". ")
+    if not name or name in {".", ".."} or name.startswith((".", "-")):
+        raise UnsafeFile(f"refusing unsafe file name {raw!r}")
+    if name.split(".")[0].lower() in _WINDOWS_RESERVED or len(name.encode()) > 255:
+        raise UnsafeFile(f"refusing unsafe file name {raw!r}")
+    if name.endswith(PARTIAL_SUFFIX) or name.endswith(PARTIAL_SUFFIX + ".json"):
+        raise UnsafeFile(f"refusing file name {raw!r}: sdm uses that suffix for partial files")
+    return name
+
+
+def write_json_atomic(path: Path, data: Any, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class Record:
+    """What sdm knows about one installed file."""
+
+    filename: str
+    type: str
+    size: int
+    sha256: str
+    id: str | None = None
+    variant: str | None = None
+    base: str | None = None
+    format: str | None = None
+    precision: str | None = None
+    source: str | None = None
+    installed_at: float = field(default_factory=time.time)
+    mtime_ns: int = 0
+    verified: bool = True
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A model file found on disk, with its record when it has a valid one."""
+
+    path: Path
+    type: str
+    size: int
+    record: Record | None
+
+    @property
+    def id(self) -> str | None:
+        return self.record.id if self.record else None
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def type_dir(self, model_type: str) -> Path:
+        return self.root / TYPE_DIRS[model_type]
+
+    def path_for(self, model_type: str, filename: str) -> Path:
+        """The final path of a file, guaranteed to stay inside its type folder."""
+        name = safe_filename(filename)
+        folder = self.type_dir(model_type)
+        path = folder / name
+        real_folder = os.path.realpath(folder)
+        if os.path.dirname(os.path.realpath(path)) != real_folder:
+            raise UnsafeFile(f"refusing {filename!r}: it would land outside {folder}")
+        return path
+
+    def ensure_dirs(self) -> None:
+        for folder in TYPE_DIRS.values():
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+
+    def _record_path(self, path: Path) -> Path:
+        return self.root / META_DIR / "records" / path.parent.name / f"{path.name}.json"
+
+    def write_record(self, path: Path, record: Record) -> None:
+        record.mtime_ns = path.stat().st_mtime_ns
+        write_json_atomic(self._record_path(path), asdict(record))
+
+    def read_record(self, path: Path, stat: os.stat_result | None = None) -> Record | None:
+        """The record for path, or None when missing, unreadable or stale."""
+        try:
+            data = json.loads(self._record_path(path).read_text(encoding="utf-8"))
+            record = Record.from_json(data)
+        except (OSError, ValueError, TypeError):
+            return None
+        stat = stat or path.stat()
+        # A file replaced or edited by hand no longer matches its record.
+        if record.size != stat.st_size or record.mtime_ns != stat.st_mtime_ns:
+            return None
+        return record
+
+    def remove_record(self, path: Path) -> None:
+        self._record_path(path).unlink(missing_ok=True)
+
+    def files(self, types: Iterable[str] = ()) -> Iterator[Installed]:
+        """Every model file in the type folders, read from disk."""
+        for model_type in types or TYPE_DIRS:
+            folder = self.type_dir(model_type)
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name.lower())
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                path = Path(entry.path)
+                if entry.name.startswith(".") or path.suffix.lower() not in MODEL_SUFFIXES:
+                    continue
+                try:
+                    if not entry.is_file():
+                        continue
+                    stat = entry.stat()
+                except OSError:
+                    continue
+                record = self.read_record(path, stat)
+                yield Installed(path, model_type, stat.st_size, record)
+
+    def partials(self) -> Iterator[Path]:
+        for model_type in TYPE_DIRS:
+            yield from sorted(self.type_dir(model_type).glob(f"*{PARTIAL_SUFFIX}"))
