@@ -76,7 +76,13 @@ def _entry_label(raw: Any, index: int) -> str:
 
 
 def _validation_problems(file: Path, label: str, exc: ValidationError) -> Iterator[Problem]:
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    locs = [tuple(e["loc"]) for e in errors]
+    for err in errors:
+        here = tuple(err["loc"])
+        # A bad item also makes its list "too short": report only the item.
+        if any(len(other) > len(here) and other[: len(here)] == here for other in locs):
+            continue
         loc = ".".join(str(p) for p in err["loc"]) or None
         msg = err["msg"]
         if msg.startswith("Value error, "):

@@ -1,0 +1,65 @@
+"""Shared fixtures: every test runs against its own store, config and cache folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+ENV_VARS = ("SDM_HOME", "SDM_CONFIG_DIR", "SDM_CACHE_DIR", "SDM_CATALOG", "HF_TOKEN", "CIVITAI_TOKEN",
+            "CIVITAI_API_TOKEN", "HF_ENDPOINT", "SDM_CIVITAI_ENDPOINT", "SDM_CONNECTIONS",
+            "SDM_SEGMENT_THRESHOLD", "SDM_PARALLEL", "SDM_RETRIES", "SDM_STALL_TIMEOUT", "NO_COLOR",
+            "SDM_DEBUG")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    home = tmp_path / "store"
+    monkeypatch.setenv("SDM_HOME", str(home))
+    monkeypatch.setenv("SDM_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("SDM_CACHE_DIR", str(tmp_path / "cache"))
+    return home
+
+
+class Run:
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None) -> "Result":
+        from sdm.cli import app
+
+        result = self.runner.invoke(app, list(args), input=input, catch_exceptions=False)
+        return Result(result.exit_code, result.stdout, result.stderr)
+
+
+class Result:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def json(self) -> object:
+        return json.loads(self.out)
+
+    def __repr__(self) -> str:
+        return f"Result(code={self.code}, out={self.out[:400]!r}, err={self.err[:400]!r})"
+
+
+@pytest.fixture
+def sdm() -> Run:
+    return Run()
+
+
+@pytest.fixture
+def store(isolated: Path) -> Path:
+    return isolated
+
+
+def env_without_client_vars() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()}

@@ -1,0 +1,91 @@
+"""The command line as a whole: version, help examples, the installed script, start-up imports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import sdm as sdm_pkg
+
+COMMANDS = [["search"], ["info"], ["list"], ["catalog", "check"], ["config", "get"],
+            ["config", "set"], ["config", "unset"], ["config", "list"], ["config", "path"]]
+
+
+def test_version(sdm):
+    result = sdm("--version")
+    assert result.code == 0
+    assert result.out.strip() == f"sdm {sdm_pkg.__version__}"
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_help_has_an_example(sdm, command):
+    result = sdm(*command, "--help")
+    assert result.code == 0
+    assert "Example" in result.out
+    assert "sdm " + command[0] in result.out
+
+
+def test_all_registered_commands_are_covered():
+    from sdm.cli import app
+    from typer.main import get_command
+
+    root = get_command(app)
+    names = set()
+    for name, cmd in root.commands.items():  # type: ignore[attr-defined]
+        subs = getattr(cmd, "commands", None)
+        names |= {f"{name} {s}" for s in subs} if subs else {name}
+    covered = {" ".join(c) for c in COMMANDS} | {" ".join(c) for c in EXTRA_COMMANDS}
+    assert names <= covered, names - covered
+
+
+EXTRA_COMMANDS: list[list[str]] = []
+
+
+def installed_sdm() -> str:
+    exe = shutil.which("sdm", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("the sdm console script is not installed in this environment")
+    return exe
+
+
+def test_installed_script_works_from_any_folder(tmp_path):
+    env = dict(os.environ)
+    result = subprocess.run([installed_sdm(), "search", "realistic", "--json"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert '"realistic-vision"' in result.stdout
+
+
+def test_installed_script_error_is_one_line_no_traceback(tmp_path):
+    result = subprocess.run([installed_sdm(), "info", "no-such-model"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("sdm: error: no model 'no-such-model'")
+
+
+@pytest.mark.parametrize("args", [["search", "realistic"], ["info", "sd15"], ["list"]])
+def test_read_commands_do_not_import_httpx(tmp_path, args):
+    code = ("import sys, runpy\n"
+            f"sys.argv = ['sdm', *{args!r}]\n"
+            "try:\n    runpy.run_module('sdm', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "heavy = [m for m in ('httpx', 'safetensors', 'numpy') if m in sys.modules]\n"
+            "sys.stderr.write('HEAVY=' + ','.join(heavy))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert "HEAVY=" in result.stderr
+    assert result.stderr.rsplit("HEAVY=", 1)[1] == "", result.stderr
+
+
+def test_no_color_and_pipes_give_plain_text(tmp_path):
+    env = dict(os.environ, NO_COLOR="1")
+    result = subprocess.run([installed_sdm(), "info", "sd15"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "\x1b" not in result.stdout
