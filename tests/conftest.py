@@ -63,3 +63,18 @@ def store(isolated: Path) -> Path:
 
 def env_without_client_vars() -> dict[str, str]:
     return {k: v for k, v in os.environ.items()}
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch):
+    from fakehub import FakeHub
+
+    server = FakeHub()
+    monkeypatch.setenv("HF_ENDPOINT", server.hf_url)
+    monkeypatch.setenv("SDM_CIVITAI_ENDPOINT", server.civitai_url)
+    monkeypatch.setenv("SDM_RETRIES", "3")
+    monkeypatch.setenv("SDM_STALL_TIMEOUT", "5")
+    # Backoff is real; keep it short in tests.
+    monkeypatch.setattr("sdm.download.http.BACKOFF_BASE", 0.02)
+    yield server
+    server.close()

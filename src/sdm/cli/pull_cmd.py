@@ -1,0 +1,221 @@
+"""sdm pull: parse options, plan, check space, transfer, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from sdm.cli.app import app, settings
+from sdm.cli.output import (
+    echo,
+    handle_errors,
+    human_size,
+    print_json,
+    stdout_is_tty,
+    warn,
+)
+from sdm.errors import BadInput, SdmError
+
+if TYPE_CHECKING:
+    from sdm.plan import Plan
+
+EPILOG = """Examples:
+
+  sdm pull dreamshaper --fp16
+
+  sdm pull sd15 sdxl-vae-fp16-fix --dry-run
+
+  sdm pull hf://stabilityai/sdxl-vae/sdxl_vae.safetensors --type vae
+
+  sdm pull https://civitai.com/models/4384?modelVersionId=128713
+
+  sdm pull -f models.txt --json
+"""
+
+
+@app.command(epilog=EPILOG)
+@handle_errors
+def pull(
+    specs: Annotated[list[str] | None, typer.Argument(
+        metavar="[ID|URL]...", help="Catalog ids or aliases, hf:// or civitai:// specs, URLs.",
+        show_default=False)] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Read specs from a YAML or "
+                                              "text file (one per line, with options).",
+                                              show_default=False)] = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Half precision.")] = False,
+    fp32: Annotated[bool, typer.Option("--fp32", help="Full precision.")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16.")] = False,
+    pruned: Annotated[bool, typer.Option("--pruned", help="Inference weights only "
+                                         "(ema-only counts).")] = False,
+    full: Annotated[bool, typer.Option("--full", help="With EMA/training weights.")] = False,
+    fmt: Annotated[str | None, typer.Option("--format", help="safetensors or ckpt.",
+                                            show_default=False)] = None,
+    variant: Annotated[str | None, typer.Option("--variant", help="An exact variant name "
+                                                "(see sdm info).", show_default=False)] = None,
+    type_: Annotated[str | None, typer.Option("--type", "-t", help="Model type, needed for "
+                                              "plain URLs.", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; download "
+                                          "nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Download again, replacing what is "
+                                        "there.")] = False,
+    no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Accept a file whose "
+                                                 "sha256 differs from the published one (warns)."
+                                                 )] = False,
+    connections: Annotated[int | None, typer.Option("--connections", "-c", min=1, max=64,
+                                                    help="Connections per file (default 8).",
+                                                    show_default=False)] = None,
+    parallel: Annotated[int | None, typer.Option("--parallel", min=1, max=16,
+                                                 help="Files downloaded at once (default 3).",
+                                                 show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file on "
+                                          "stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
+) -> None:
+    """Download models, verified, into the store (resumable; safe to re-run)."""
+    from sdm.catalog import MODEL_TYPES, load
+    from sdm.cli.catalog_cmds import check_choices
+    from sdm.download.http import Credentials, make_client
+    from sdm.plan import Endpoints, Planner, PullOptions
+    from sdm.pull import Puller, Tuning, check_space
+    from sdm.resolve import Request
+    from sdm.specfile import read, single
+    from sdm.store import Store
+
+    precisions = [p for p, on in (("fp16", fp16), ("fp32", fp32), ("bf16", bf16)) if on]
+    if len(precisions) > 1 or (pruned and full):
+        raise BadInput("choose one of --fp16/--fp32/--bf16 and one of --pruned/--full")
+    if fmt is not None and fmt not in ("safetensors", "ckpt"):
+        raise BadInput(f"--format must be safetensors or ckpt, not '{fmt}'")
+    model_type = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
+    base = PullOptions(
+        request=Request(precision=precisions[0] if precisions else None,
+                        weights="pruned" if pruned else "full" if full else None,
+                        format=fmt, variant=variant),
+        type=model_type[0] if model_type else None, force=force, no_verify_hash=no_verify_hash)
+    entries = [single(s, base) for s in specs or []]
+    if file is not None:
+        entries += read(file, base)
+    if not entries:
+        raise BadInput("nothing to pull: give an id or URL, or -f FILE",
+                       hint="find ids with: sdm search")
+
+    current = settings()
+    store = Store(current.models_dir)
+    hf_endpoint, civitai_endpoint = current.get("hf_endpoint"), current.get("civitai_endpoint")
+    creds = Credentials.for_endpoints({hf_endpoint: current.get("hf_token"),
+                                       civitai_endpoint: current.get("civitai_token")})
+    tuning = Tuning(connections=connections or current.get("connections"),
+                    segment_threshold=current.get("segment_threshold"),
+                    retries=current.get("retries"), stall_timeout=current.get("stall_timeout"),
+                    parallel=parallel or current.get("parallel"))
+    catalog = load()
+    with make_client(tuning.stall_timeout) as client:
+        planner = Planner(catalog, store, Endpoints(hf_endpoint, civitai_endpoint, creds), client,
+                          base)
+        plans = [planner.plan(e.spec, e.options) for e in entries]
+        _refuse_duplicates(plans)
+        if dry_run:
+            _print_plan(plans, creds, as_json)
+            return
+        reporter = _reporter(quiet, as_json)
+        try:
+            failures = _locate_all(plans, planner, client, force)
+            todo = [p for p in plans if all(p is not f for f, _ in failures)]
+            check_space(store, [p for p in todo if p.location is not None])
+            puller = Puller(store, base, tuning, creds, reporter, warn)
+            _, more = puller.run(todo)
+        finally:
+            reporter.close()
+    for plan, error in failures:
+        reporter.failed(plan, error)
+    failures += more
+    if failures:
+        raise typer.Exit(max(e.exit_code for _, e in failures))
+
+
+def _reporter(quiet: bool, as_json: bool):  # type: ignore[no-untyped-def]
+    from sdm.cli.progress import LineReporter, RichReporter
+
+    if stdout_is_tty() and not quiet and not as_json:
+        return RichReporter()
+    return LineReporter(quiet=quiet, as_json=as_json)
+
+
+def _refuse_duplicates(plans: list[Plan]) -> None:
+    seen: dict[Path, str] = {}
+    for plan in plans:
+        if plan.dest in seen and seen[plan.dest] != plan.source:
+            raise BadInput(f"'{plan.spec}' and '{seen[plan.dest]}' would both be saved as "
+                           f"{plan.dest}")
+        seen[plan.dest] = plan.source
+    unique = {p.dest: p for p in plans}
+    plans[:] = list(unique.values())
+
+
+def _locate_all(plans: list[Plan], planner: object, client: object,
+                force: bool) -> list[tuple[Plan, SdmError]]:
+    """Ask each source where its bytes are (no file bytes move), skipping files in place."""
+    from sdm.pull import existing
+
+    failures: list[tuple[Plan, SdmError]] = []
+    for plan in plans:
+        try:
+            if not force and existing(planner.store, plan) is not None:  # type: ignore[attr-defined]
+                continue
+            if plan.location is None:
+                plan.location = _locate_with_mirrors(plan, client)
+        except SdmError as exc:
+            failures.append((plan, exc))
+    return failures
+
+
+def _locate_with_mirrors(plan: Plan, client: object):  # type: ignore[no-untyped-def]
+    from sdm.errors import NetworkError, NotFound, RemoteError
+
+    try:
+        return plan.locator(client)  # type: ignore[arg-type]
+    except (NetworkError, RemoteError, NotFound) as first:
+        for name, locator in plan.alternatives:
+            try:
+                location = locator(client)  # type: ignore[arg-type]
+            except (NetworkError, RemoteError, NotFound):
+                continue
+            plan.locator, plan.source = locator, name
+            plan.reasons.append(f"mirror {name} (the main source failed: {first.message})")
+            return location
+        raise
+
+
+def _print_plan(plans: list[Plan], creds: object, as_json: bool) -> None:
+    rows = []
+    for plan in plans:
+        rows.append({
+            "id": plan.model_id, "variant": plan.variant, "spec": plan.spec, "type": plan.type,
+            "base": plan.base, "filename": plan.filename, "path": str(plan.dest),
+            "size": plan.size, "sha256": plan.sha256, "source": plan.source,
+            "format": plan.format, "precision": plan.precision, "weights": plan.weights,
+            "pickle": plan.pickle, "gated": plan.gated,
+            "token_needed": plan.needs_token, "present": plan.dest.exists(),
+            "reasons": plan.reasons,
+        })
+    if as_json:
+        print_json(rows)
+        return
+    for row, plan in zip(rows, plans, strict=True):
+        title = f"{plan.model_id}:{plan.variant}" if plan.model_id else plan.spec
+        echo(f"{title}")
+        echo(f"  file     {plan.filename} ({plan.format or '?'} {plan.precision or ''} "
+             f"{plan.weights or ''})".replace("  )", ")").replace(" )", ")"))
+        echo(f"  why      {'; '.join(plan.reasons)}")
+        echo(f"  size     {human_size(plan.size)}")
+        echo(f"  sha256   {plan.sha256 or 'from the hub at download time'}")
+        echo(f"  source   {plan.source}")
+        echo(f"  into     {plan.dest}" + ("  (a file is already there)" if row["present"] else ""))
+        if plan.pickle:
+            echo("  warning  pickle file: loading it can run code; safetensors is safer")
+        if plan.needs_token:
+            echo(f"  token    needs {plan.needs_token}"
+                 + (" (accept the license on the model page first)" if plan.gated else ""))
+    echo("dry run: nothing was downloaded")

@@ -1,0 +1,1 @@
+"""The transfer engine and its HTTP plumbing; knows nothing about hubs."""

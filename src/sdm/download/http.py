@@ -1,0 +1,156 @@
+"""HTTP plumbing shared by the sources and the transfer engine.
+
+Redirects are followed here, by hand, so that a token is attached only to a
+request whose host is the token's own host: never to the CDN or signed
+storage URL a hub redirects to (Civitai's R2 URLs reject any Authorization).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
+
+from sdm import __version__
+from sdm.errors import NetworkError
+
+if TYPE_CHECKING:
+    import httpx
+
+USER_AGENT = f"sdm/{__version__} (+https://pypi.org/project/sdm-cli/)"
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_REDIRECTS = 10
+BACKOFF_BASE = 0.5  # seconds; doubled per attempt, with full jitter
+
+
+def netloc(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Tokens by the exact scheme://host:port they belong to."""
+
+    tokens: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_endpoints(cls, pairs: Mapping[str, str | None]) -> Credentials:
+        return cls({netloc(endpoint): token for endpoint, token in pairs.items() if token})
+
+    def headers_for(self, url: str) -> dict[str, str]:
+        token = self.tokens.get(netloc(url))
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def has_token_for(self, url: str) -> bool:
+        return netloc(url) in self.tokens
+
+    def redact(self, text: str) -> str:
+        for token in self.tokens.values():
+            text = text.replace(token, "***")
+        return text
+
+
+def make_client(stall_timeout: float = 30.0) -> httpx.Client:
+    import httpx
+
+    timeout = httpx.Timeout(connect=20.0, read=stall_timeout, write=30.0, pool=60.0)
+    return httpx.Client(
+        follow_redirects=False,
+        timeout=timeout,
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+        trust_env=True,
+    )
+
+
+def send(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    creds: Credentials,
+    headers: Mapping[str, str] | None = None,
+    *,
+    follow: bool = True,
+    stream: bool = False,
+) -> httpx.Response:
+    """Send a request, following redirects with per-hop credentials.
+
+    The caller closes the returned response (it may be streaming).
+    """
+    for _ in range(MAX_REDIRECTS + 1):
+        request = client.build_request(method, url, headers={**(headers or {}),
+                                                             **creds.headers_for(url)})
+        response = client.send(request, stream=stream)
+        if not (follow and response.is_redirect):
+            return response
+        location = response.headers.get("location", "")
+        response.close()
+        url = urljoin(url, location)
+        if response.status_code in (301, 302, 303) and method == "POST":
+            method = "GET"
+    raise NetworkError(f"too many redirects for {creds.redact(url)}")
+
+
+def retry_delay(attempt: int, response: httpx.Response | None = None,
+                cap: float = 30.0) -> float:
+    """Exponential backoff with full jitter, or what the server asked for."""
+    if response is not None:
+        asked = server_wait(response.headers)
+        if asked is not None:
+            return min(asked, 300.0)
+    return random.uniform(0, min(cap, BACKOFF_BASE * 2**attempt))
+
+
+_RATELIMIT_T = re.compile(r"\bt=(\d+)")
+_RATELIMIT_R = re.compile(r"\br=(\d+)")
+
+
+def server_wait(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from Retry-After or Hugging Face's RateLimit header."""
+    ratelimit = headers.get("ratelimit")
+    if ratelimit:
+        remaining, reset = _RATELIMIT_R.search(ratelimit), _RATELIMIT_T.search(ratelimit)
+        if reset and (remaining is None or remaining.group(1) == "0"):
+            return float(reset.group(1))
+    retry_after = headers.get("retry-after")
+    if retry_after:
+        if retry_after.strip().isdigit():
+            return float(retry_after.strip())
+        when = email.utils.parsedate_to_datetime(retry_after)
+        if when is not None:
+            return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def first_line(body: bytes, limit: int = 160) -> str:
+    text = body[:4096].decode("utf-8", "replace").strip()
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line[:limit]
+
+
+def error_message(response: httpx.Response) -> str:
+    """The server's own words: X-Error-Message, a JSON error, or the first line."""
+    header = response.headers.get("x-error-message")
+    if header:
+        return header
+    try:
+        body = response.read()
+    except Exception:
+        return ""
+    try:
+        import json
+
+        data = json.loads(body)
+        if isinstance(data, dict):
+            parts = [str(data[k]) for k in ("error", "message") if data.get(k)]
+            if parts:
+                return ": ".join(dict.fromkeys(parts))
+    except ValueError:
+        pass
+    return first_line(body)

@@ -1,0 +1,211 @@
+"""Running planned pulls: present-check, lock, transfer, verify, place, record.
+
+Nothing unverified ever has the final name: bytes go to NAME.sdm-partial, and
+only after size, sha256 and header checks does os.replace() move the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from sdm.download import engine, lock
+from sdm.download.http import Credentials
+from sdm.download.state import TransferState
+from sdm.errors import DiskFull, SdmError, VerificationFailed
+from sdm.plan import Plan, PullOptions
+from sdm.store import PARTIAL_SUFFIX, Record, Store
+from sdm.verify import check_digest, check_header
+
+DISK_MARGIN = 64 * 1024 * 1024
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    status: str  # downloaded | resumed | present
+    path: Path
+    size: int
+    sha256: str
+    elapsed: float
+    warnings: tuple[str, ...] = ()
+
+
+class Reporter(Protocol):
+    def status(self, plan: Plan, message: str) -> None: ...
+    def start(self, plan: Plan, total: int | None) -> None: ...
+    def advance(self, plan: Plan, nbytes: int) -> None: ...
+    def done(self, outcome: Outcome) -> None: ...
+    def failed(self, plan: Plan, error: SdmError) -> None: ...
+
+
+@dataclass
+class Tuning:
+    connections: int = 8
+    segment_threshold: int = 64 * 1024 * 1024
+    retries: int = 6
+    stall_timeout: float = 30.0
+    parallel: int = 3
+
+
+def partial_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + PARTIAL_SUFFIX)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(4 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def existing(store: Store, plan: Plan) -> Record | None:
+    """The record of an identical file already in place, or None when absent.
+
+    A different file under the same name is an error unless --force.
+    """
+    if not plan.dest.exists():
+        return None
+    record = store.read_record(plan.dest)
+    if record is not None:
+        if plan.sha256 is None or record.sha256 == plan.sha256:
+            return record
+        raise VerificationFailed(f"{plan.dest} holds another file (sha256 {record.sha256[:12]}…, "
+                                 f"expected {plan.sha256[:12]}…)", hint="use --force to replace it")
+    digest = sha256_file(plan.dest)
+    if plan.sha256 is not None and digest == plan.sha256:
+        record = _record(plan, plan.dest.stat().st_size, digest)
+        store.write_record(plan.dest, record)
+        return record
+    raise VerificationFailed(f"{plan.dest} already exists and sdm cannot tell it is this model",
+                             hint="use --force to replace it, or move it away")
+
+
+def _record(plan: Plan, size: int, sha256: str, verified: bool = True) -> Record:
+    return Record(filename=plan.dest.name, type=plan.type, size=size, sha256=sha256,
+                  id=plan.model_id, variant=plan.variant, base=plan.base, format=plan.format,
+                  precision=plan.precision, source=plan.source, verified=verified)
+
+
+def check_space(store: Store, plans: Sequence[Plan]) -> None:
+    """Enough free space for every remaining byte of the plan, before any transfer."""
+    needed = 0
+    for plan in plans:
+        size = plan.size or (plan.location.size if plan.location else None) or 0
+        state = TransferState.load(engine.state_path(partial_path(plan.dest)))
+        kept = sum(e - s for s, e in state.done) if state and state.size == size else 0
+        needed += max(0, size - kept)
+    store.root.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(store.root).free
+    if needed + DISK_MARGIN > free:
+        raise DiskFull(f"not enough disk space in {store.root}: the pull needs {needed} bytes "
+                       f"(+{DISK_MARGIN} spare), {free} are free")
+
+
+class Puller:
+    def __init__(self, store: Store, options: PullOptions, tuning: Tuning, creds: Credentials,
+                 reporter: Reporter, warn: Callable[[str], None]) -> None:
+        self.store, self.opts, self.tuning, self.creds = store, options, tuning, creds
+        self.reporter, self.warn = reporter, warn
+        self.cancel = threading.Event()
+
+    def run(self, plans: Sequence[Plan]) -> tuple[list[Outcome], list[tuple[Plan, SdmError]]]:
+        outcomes: list[Outcome] = []
+        failures: list[tuple[Plan, SdmError]] = []
+        pool = ThreadPoolExecutor(max_workers=max(1, self.tuning.parallel))
+        futures = [(plan, pool.submit(self.pull_one, plan)) for plan in plans]
+        try:
+            for plan, future in futures:
+                try:
+                    outcome = future.result()
+                except SdmError as exc:
+                    self.reporter.failed(plan, exc)
+                    failures.append((plan, exc))
+                    continue
+                outcomes.append(outcome)
+                self.reporter.done(outcome)
+        except BaseException:
+            # Ctrl-C: every transfer saves its state and stops; nothing is placed.
+            self.cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
+        return outcomes, failures
+
+    def pull_one(self, plan: Plan) -> Outcome:
+        started = time.monotonic()
+        self.store.type_dir(plan.type).mkdir(parents=True, exist_ok=True)
+        lock_path = plan.dest.with_name(plan.dest.name + ".sdm-lock")
+        with lock.hold(lock_path, on_wait=lambda m: self.reporter.status(plan, m)):
+            if not self.opts.force:
+                record = existing(self.store, plan)
+                if record is not None:
+                    return Outcome(plan, "present", plan.dest, record.size, record.sha256,
+                                   time.monotonic() - started)
+            return self._transfer(plan, started)
+
+    def _transfer(self, plan: Plan, started: float) -> Outcome:
+        partial = partial_path(plan.dest)
+        first = {"location": plan.location}
+
+        def locate(client: object) -> engine.Location:
+            # The planner's probe serves the first attempt; later ones ask again.
+            loc = first.pop("location", None)
+            return loc if loc is not None else plan.locator(client)  # type: ignore[arg-type]
+
+        def on_bytes(n: int) -> None:
+            self.reporter.advance(plan, n)
+
+        self.reporter.start(plan, plan.size or (plan.location.size if plan.location else None))
+        transfer = engine.Transfer(
+            key=plan.source, partial=partial, locate=locate, creds=self.creds,
+            connections=self.tuning.connections, segment_threshold=self.tuning.segment_threshold,
+            retries=self.tuning.retries, stall_timeout=self.tuning.stall_timeout,
+            on_bytes=on_bytes, on_status=lambda m: self.reporter.status(plan, m),
+            cancel=self.cancel)
+        result = engine.download(transfer)
+        try:
+            warnings = self._verify(plan, partial, result)
+        except SdmError:
+            partial.unlink(missing_ok=True)
+            engine.state_path(partial).unlink(missing_ok=True)
+            raise
+        os.replace(partial, plan.dest)
+        engine.state_path(partial).unlink(missing_ok=True)
+        self.store.write_record(plan.dest, _record(plan, result.size, result.sha256))
+        status = "resumed" if result.kept else "downloaded"
+        return Outcome(plan, status, plan.dest, result.size, result.sha256,
+                       time.monotonic() - started, tuple(warnings))
+
+    def _verify(self, plan: Plan, partial: Path, result: engine.Result) -> list[str]:
+        self.reporter.status(plan, "verifying")
+        warnings: list[str] = []
+        if plan.size is not None and result.size != plan.size:
+            raise VerificationFailed(f"{plan.filename}: size {result.size} bytes, "
+                                     f"expected {plan.size}")
+        expected = dict(plan.other_sha256)
+        if result.location.sha256:
+            expected.setdefault("Hugging Face" if plan.source.startswith("hf://") else "the hub",
+                                result.location.sha256)
+        # The header first: an HTML page is reported as such, not as a bad hash.
+        check_header(partial, plan.format)
+        for who, sha in expected.items():
+            if sha == result.sha256:
+                continue
+            if self.opts.no_verify_hash:
+                warnings.append(f"{plan.filename}: sha256 {result.sha256} differs from "
+                                f"{who}'s {sha}; kept because of --no-verify-hash")
+                continue
+            check_digest(result.sha256, sha, who)
+        for warning in warnings:
+            self.warn(warning)
+        return warnings

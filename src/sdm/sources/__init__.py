@@ -1,0 +1,1 @@
+"""Sources turn a chosen file into something the transfer engine can fetch."""

@@ -1,0 +1,134 @@
+"""Requests every source makes: JSON metadata with retries, and the byte probe."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from sdm.download.engine import Location
+from sdm.download.http import (
+    RETRY_STATUSES,
+    Credentials,
+    error_message,
+    first_line,
+    retry_delay,
+    send,
+)
+from sdm.errors import AuthRequired, NetworkError, NotFound, RemoteError
+
+if TYPE_CHECKING:
+    import httpx
+
+AuthMessage = Callable[["httpx.Response"], AuthRequired]
+TEXT_TYPES = ("text/html", "application/json", "text/plain", "application/xml", "text/xml")
+ATTEMPTS = 5
+
+
+def _transient(exc: BaseException) -> bool:
+    import httpx
+
+    return isinstance(exc, httpx.TransportError)
+
+
+def request(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    creds: Credentials,
+    *,
+    headers: dict[str, str] | None = None,
+    follow: bool = True,
+    stream: bool = False,
+    auth_error: AuthMessage | None = None,
+    what: str = "the server",
+) -> httpx.Response:
+    """One request with retries on connection errors, 429 and 5xx; errors mapped."""
+    for attempt in range(ATTEMPTS):
+        try:
+            response = send(client, method, url, creds, headers, follow=follow, stream=stream)
+        except Exception as exc:
+            if not _transient(exc) or attempt == ATTEMPTS - 1:
+                raise NetworkError(f"cannot reach {what}: {str(exc).splitlines()[0] or exc!r}",
+                                   hint="check the network, then run the same command") from None
+            time.sleep(retry_delay(attempt))
+            continue
+        status = response.status_code
+        if status in RETRY_STATUSES and attempt < ATTEMPTS - 1:
+            delay = retry_delay(attempt, response)
+            response.close()
+            time.sleep(delay)
+            continue
+        if status in (401, 403):
+            if auth_error is not None:
+                raise auth_error(response)
+            raise AuthRequired(f"{what} refused access (HTTP {status}): {error_message(response)}")
+        if status == 404:
+            raise NotFound(f"{what} has no such file (HTTP 404): {error_message(response)}".rstrip(": "))
+        if status in RETRY_STATUSES:
+            raise NetworkError(f"{what} kept failing (HTTP {status}): {error_message(response)}",
+                               hint="try again later; a pull can always be resumed")
+        if status >= 400:
+            raise RemoteError(f"{what} answered HTTP {status}: {error_message(response)}")
+        return response
+    raise AssertionError("unreachable")
+
+
+def get_json(client: httpx.Client, url: str, creds: Credentials, what: str,
+             auth_error: AuthMessage | None = None) -> Any:
+    response = request(client, "GET", url, creds, headers={"Accept": "application/json"},
+                       auth_error=auth_error, what=what)
+    try:
+        return response.json()
+    except ValueError:
+        raise RemoteError(f"{what} sent something other than JSON: "
+                          f"{first_line(response.content)}") from None
+
+
+def probe(client: httpx.Client, url: str, creds: Credentials, *, what: str,
+          auth_error: AuthMessage | None = None, sha256: str | None = None) -> Location:
+    """Find the final URL, size, ETag and Range support with a one-byte ranged GET.
+
+    A ranged GET rather than HEAD: signed storage URLs (Civitai's) reject HEAD.
+    """
+    response = request(client, "GET", url, creds, headers={"Range": "bytes=0-0"}, stream=True,
+                       auth_error=auth_error, what=what)
+    try:
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type in TEXT_TYPES:
+            head = next(response.iter_raw(4096), b"")
+            raise RemoteError(f"{what} sent a {content_type} page instead of a model file: "
+                              f"{first_line(head) or '(empty)'}",
+                              hint="the file may need a login token, or the link is wrong")
+        etag = response.headers.get("etag")
+        if response.status_code == 206:
+            total = response.headers.get("content-range", "").rsplit("/", 1)[-1]
+            size = int(total) if total.isdigit() else None
+            ranges = size is not None
+        else:
+            length = response.headers.get("content-length")
+            size = int(length) if length and length.isdigit() else None
+            ranges = False
+        return Location(url=str(response.url), size=size, etag=etag, ranges=ranges,
+                        sha256=sha256, filename=disposition_filename(
+                            response.headers.get("content-disposition", "")))
+    finally:
+        response.close()
+
+
+def disposition_filename(header: str) -> str | None:
+    """The file name of a Content-Disposition header (RFC 6266 filename* first)."""
+    match = re.search(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", header, re.IGNORECASE)
+    if match:
+        return unquote(match.group(2).strip().strip('"'), encoding=match.group(1) or "utf-8")
+    match = re.search(r'filename\s*=\s*"((?:[^"\\]|\\.)*)"', header, re.IGNORECASE) or re.search(
+        r"filename\s*=\s*([^;]+)", header, re.IGNORECASE)
+    if not match:
+        return None
+    name = match.group(1).strip()
+    try:  # raw UTF-8 bytes arrive decoded as latin-1 (Civitai's header)
+        return name.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return name

@@ -1,0 +1,54 @@
+"""Checks on a finished download before it may take its final name."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from sdm.errors import VerificationFailed
+from sdm.formats.safetensors_header import HeaderError, read_header
+from sdm.formats.sniff import sniff
+
+PICKLE_KINDS = ("zip", "pickle", "legacy-torch")
+
+
+def check_header(path: Path, expected_format: str | None) -> str:
+    """Check the file is the model format it claims; returns the format found."""
+    found = sniff(path)
+    if found.is_error_page:
+        line = f": {found.first_line}" if found.first_line else ""
+        raise VerificationFailed(f"the server sent a {found.kind} page, not a model{line}")
+    if found.kind == "safetensors":
+        try:
+            read_header(path)
+        except HeaderError as exc:
+            raise VerificationFailed(f"not a valid safetensors file: {exc}") from None
+        kind = "safetensors"
+    elif found.kind in PICKLE_KINDS:
+        if found.kind == "zip":
+            _check_torch_zip(path)
+        kind = "pickle"
+    elif found.kind == "gguf":
+        kind = "gguf"
+    else:
+        raise VerificationFailed("the file is neither safetensors nor a PyTorch checkpoint")
+    if expected_format == "safetensors" and kind != "safetensors":
+        raise VerificationFailed(f"expected a safetensors file, got a {found.kind} file")
+    if expected_format in ("ckpt", "pt", "bin") and kind != "pickle":
+        raise VerificationFailed(f"expected a PyTorch checkpoint, got a {kind} file")
+    return kind
+
+
+def _check_torch_zip(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise VerificationFailed(f"broken zip checkpoint: {exc}") from None
+    if not any(n.endswith("data.pkl") for n in names):
+        raise VerificationFailed("zip file without a data.pkl: not a PyTorch checkpoint")
+
+
+def check_digest(actual: str, expected: str | None, where: str) -> None:
+    if expected and actual != expected:
+        raise VerificationFailed(f"sha256 mismatch: {where} says {expected}, the file is {actual}")

@@ -1,0 +1,329 @@
+"""A fake Hugging Face + Civitai on 127.0.0.1 and a fake CDN on 127.0.0.2, with faults.
+
+Real HTTP servers (threads, HTTP/1.1 keep-alive) that record every request and
+every body byte they send, so tests assert on what went over the wire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+HF_TOKEN = "hf_test_token_abcdef"
+CIVITAI_TOKEN = "civitai_test_token_123456"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@dataclass
+class Faults:
+    """Per-file misbehaviour of the CDN; counters go down as faults fire."""
+
+    drop_after: int | None = None  # close the connection after this many body bytes...
+    drop_times: int = 0  # ...for this many requests
+    status: int | None = None  # answer this status...
+    status_times: int = 0  # ...for this many requests
+    retry_after: str | None = None
+    truncate: bool = False  # announce the full length, send half, close
+    wrong_bytes: bool = False  # serve other content of the same size
+    html: bool = False  # a 200 HTML page instead of the file
+    no_ranges: bool = False  # ignore Range
+    change_etag_after: int | None = None  # after N requests, serve new content + ETag
+    rate: float | None = None  # bytes per second per request (for kill -9 tests)
+    disposition: str | None = None  # Content-Disposition file name
+
+
+@dataclass
+class HostedFile:
+    name: str
+    data: bytes
+    faults: Faults = field(default_factory=Faults)
+    alt: bytes | None = None  # content after an ETag change
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class Seen:
+    host: str
+    method: str
+    path: str
+    headers: dict[str, str]
+    status: int = 0
+    body_bytes: int = 0
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients hanging up mid-body is what these tests do on purpose
+
+
+class FakeHub:
+    def __init__(self) -> None:
+        self.files: dict[str, HostedFile] = {}
+        self.hf_repos: dict[str, dict[str, str]] = {}  # repo -> {path: file key}
+        self.gated: set[str] = set()
+        self.approved_tokens: set[str] = {HF_TOKEN}
+        self.civitai: dict[int, dict[str, Any]] = {}  # version id -> API object
+        self.civitai_files: dict[int, str] = {}  # civitai file id -> file key
+        self.login_required: set[int] = set()
+        self.requests: list[Seen] = []
+        self.lock = threading.Lock()
+        self.signature_ttl = 3600.0
+        self.hf = self._serve("127.0.0.1", "hf", self._api_handler)
+        self.civ = self._serve("127.0.0.1", "civitai", self._api_handler)
+        self.cdn = self._serve("127.0.0.2", "cdn", self._cdn_handler)
+        self.hf_url = f"http://127.0.0.1:{self.hf.server_address[1]}"
+        self.civitai_url = f"http://127.0.0.1:{self.civ.server_address[1]}"
+        self.cdn_url = f"http://127.0.0.2:{self.cdn.server_address[1]}"
+
+    # --- set-up helpers --------------------------------------------------------
+    def add_file(self, key: str, data: bytes, **faults: Any) -> HostedFile:
+        hosted = HostedFile(key, data, Faults(**faults))
+        self.files[key] = hosted
+        return hosted
+
+    def add_hf(self, repo: str, path: str, data: bytes, gated: bool = False,
+               **faults: Any) -> HostedFile:
+        key = f"hf/{repo}/{path}"
+        self.hf_repos.setdefault(repo, {})[path] = key
+        if gated:
+            self.gated.add(repo)
+        return self.add_file(key, data, **faults)
+
+    def add_civitai(self, model: int, version: int, files: list[dict[str, Any]],
+                    model_type: str = "Checkpoint", base: str = "SD 1.5",
+                    login: bool = False) -> None:
+        entries = []
+        for spec in files:
+            key = f"civitai/{version}/{spec['id']}"
+            hosted = self.add_file(key, spec["data"], **spec.get("faults", {}))
+            self.civitai_files[spec["id"]] = key
+            sha = spec.get("sha256", hosted.sha256)
+            entries.append({
+                "id": spec["id"], "name": spec["name"], "type": spec.get("type", "Model"),
+                "sizeKB": len(spec["data"]) / 1024,
+                "metadata": {"format": spec.get("format", "SafeTensor"),
+                             "fp": spec.get("fp", "fp16"), "size": spec.get("size", "pruned")},
+                "hashes": {"SHA256": sha.upper(), "AutoV2": sha[:10].upper()},
+                "primary": spec.get("primary", False),
+                "downloadUrl": f"https://civitai.com/api/download/models/{version}",
+            })
+        self.civitai[version] = {
+            "id": version, "modelId": model, "name": f"v{version}", "baseModel": base,
+            "model": {"name": f"Model {model}", "type": model_type, "nsfw": False},
+            "files": entries, "requireAuth": login,
+        }
+        if login:
+            self.login_required.add(version)
+
+    def bytes_sent(self, key: str | None = None, host: str = "cdn") -> int:
+        return sum(r.body_bytes for r in self.requests
+                   if r.host == host and (key is None or key in unquote(r.path)))
+
+    def cdn_requests(self) -> list[Seen]:
+        return [r for r in self.requests if r.host == "cdn"]
+
+    def close(self) -> None:
+        for server in (self.hf, self.civ, self.cdn):
+            server.shutdown()
+            server.server_close()
+
+    # --- servers ------------------------------------------------------------------
+    def _serve(self, host: str, name: str, handle: Any) -> _Server:
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                handle(self, hub._record(self, name))
+
+            def do_HEAD(self) -> None:
+                handle(self, hub._record(self, name))
+
+        server = _Server((host, 0), Handler)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+        return server
+
+    def _record(self, handler: BaseHTTPRequestHandler, host: str) -> Seen:
+        seen = Seen(host, handler.command, handler.path,
+                    {k.lower(): v for k, v in handler.headers.items()})
+        with self.lock:
+            self.requests.append(seen)
+        return seen
+
+    @staticmethod
+    def _reply(h: BaseHTTPRequestHandler, seen: Seen, status: int, body: bytes = b"",
+               headers: dict[str, str] | None = None) -> None:
+        seen.status = status
+        h.send_response(status)
+        for key, value in (headers or {}).items():
+            h.send_header(key, value)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(body)
+
+    def _json(self, h: BaseHTTPRequestHandler, seen: Seen, status: int, data: Any,
+              headers: dict[str, str] | None = None) -> None:
+        self._reply(h, seen, status, json.dumps(data).encode(),
+                    {"Content-Type": "application/json", **(headers or {})})
+
+    def _signed(self, key: str, name: str) -> str:
+        expires = int(time.time() + self.signature_ttl)
+        return (f"{self.cdn_url}/files/{quote(key)}?expires={expires}&sig=abc"
+                f"&response-content-disposition={quote(name)}")
+
+    def _api_handler(self, h: BaseHTTPRequestHandler, seen: Seen) -> None:
+        parts = urlsplit(h.path)
+        path = unquote(parts.path)
+        query = parse_qs(parts.query)
+        auth = h.headers.get("Authorization", "")
+        if "/resolve/" in path:
+            repo, rest = path.strip("/").split("/resolve/", 1)
+            _rev, _, file_path = rest.partition("/")
+            files = self.hf_repos.get(repo)
+            if files is None:
+                return self._reply(h, seen, 401, b"", {"X-Error-Code": "RepoNotFound",
+                                                      "X-Error-Message": "Repository not found"})
+            if repo in self.gated:
+                token = auth.removeprefix("Bearer ")
+                if not token:
+                    return self._reply(h, seen, 401, b"", {
+                        "X-Error-Code": "GatedRepo",
+                        "X-Error-Message": f"Access to model {repo} is restricted. You must "
+                                           "have access to it and be authenticated to access it."})
+                if token not in self.approved_tokens:
+                    return self._reply(h, seen, 403, b"", {
+                        "X-Error-Code": "GatedRepo",
+                        "X-Error-Message": f"Access to model {repo} is restricted and you are "
+                                           "not in the authorized list."})
+            key = files.get(file_path)
+            if key is None:
+                return self._reply(h, seen, 404, b"", {"X-Error-Code": "EntryNotFound"})
+            hosted = self.files[key]
+            return self._reply(h, seen, 302, b"", {
+                "Location": self._signed(key, file_path.rsplit("/", 1)[-1]),
+                "X-Repo-Commit": COMMIT, "X-Linked-Etag": f'"{hosted.sha256}"',
+                "X-Linked-Size": str(len(hosted.data)), "ETag": 'W/"redirect"'})
+        if path.startswith("/api/v1/model-versions/"):
+            version = int(path.rsplit("/", 1)[1])
+            if version not in self.civitai:
+                return self._json(h, seen, 404, {"error": "Model not found"})
+            return self._json(h, seen, 200, self.civitai[version])
+        if path.startswith("/api/v1/models/"):
+            model = int(path.rsplit("/", 1)[1])
+            versions = [v for v in self.civitai.values() if v["modelId"] == model]
+            if not versions:
+                return self._json(h, seen, 404, {"error": f"No model with id {model}"})
+            versions.sort(key=lambda v: -v["id"])
+            return self._json(h, seen, 200, {"id": model, "modelVersions": versions})
+        if path.startswith("/api/download/models/"):
+            version = int(path.rsplit("/", 1)[1])
+            info = self.civitai.get(version)
+            if info is None:
+                return self._json(h, seen, 404, {"error": "File not found"})
+            if version in self.login_required and auth != f"Bearer {CIVITAI_TOKEN}":
+                return self._json(h, seen, 401, {"error": "Unauthorized", "message":
+                                  "The creator of this asset requires you to be logged in to "
+                                  "download it"})
+            file_id = int(query["fileId"][0]) if "fileId" in query else None
+            entry = next((f for f in info["files"] if f["id"] == file_id or
+                          (file_id is None and f["primary"])), info["files"][0])
+            key = self.civitai_files[entry["id"]]
+            return self._reply(h, seen, 307, b"", {"Location": self._signed(key, entry["name"]),
+                                                   "Cache-Control": "no-store, max-age=0"})
+        self._json(h, seen, 404, {"error": "no such endpoint"})
+
+    def _cdn_handler(self, h: BaseHTTPRequestHandler, seen: Seen) -> None:
+        parts = urlsplit(h.path)
+        query = parse_qs(parts.query)
+        if "authorization" in seen.headers:
+            # Like R2/S3: a signed URL plus an Authorization header is refused.
+            return self._reply(h, seen, 400, b"<Error>Only one auth mechanism allowed</Error>",
+                               {"Content-Type": "application/xml"})
+        if h.command == "HEAD":
+            return self._reply(h, seen, 403, b"")  # presigned GET URLs reject HEAD
+        if float(query.get("expires", ["0"])[0]) < time.time():
+            return self._reply(h, seen, 403, b"<Error>Request has expired</Error>",
+                               {"Content-Type": "application/xml"})
+        key = unquote(parts.path.removeprefix("/files/"))
+        hosted = self.files.get(key)
+        if hosted is None:
+            return self._reply(h, seen, 404, b"no such object")
+        f = hosted.faults
+        with self.lock:
+            served = sum(1 for r in self.requests if r.host == "cdn" and key in unquote(r.path))
+        data, etag = hosted.data, f'"{hashlib.md5(hosted.data).hexdigest()}"'
+        if f.change_etag_after is not None and served > f.change_etag_after:
+            data = hosted.alt if hosted.alt is not None else bytes(reversed(hosted.data))
+            etag = f'"{hashlib.md5(data).hexdigest()}"'
+        if f.status and f.status_times > 0:
+            f.status_times -= 1
+            headers = {"Retry-After": f.retry_after} if f.retry_after else {}
+            return self._reply(h, seen, f.status, b"busy", headers)
+        if f.html:
+            return self._reply(h, seen, 200, b"<!DOCTYPE html>\n<html><title>Log in</title></html>",
+                               {"Content-Type": "text/html; charset=utf-8"})
+        if f.wrong_bytes:
+            data = bytes(b ^ 0xFF for b in data[:64]) + data[64:]
+        start, end = 0, len(data)
+        status = 200
+        range_header = h.headers.get("Range")
+        if_range = h.headers.get("If-Range")
+        if range_header and not f.no_ranges and (if_range is None or if_range == etag):
+            first, _, last = range_header.removeprefix("bytes=").partition("-")
+            start = int(first)
+            end = min(len(data), int(last) + 1) if last else len(data)
+            if start >= len(data):
+                return self._reply(h, seen, 416, b"", {"Content-Range": f"bytes */{len(data)}"})
+            status = 206
+        headers = {"Content-Type": "application/octet-stream", "ETag": etag,
+                   "Accept-Ranges": "none" if f.no_ranges else "bytes",
+                   "Content-Disposition": f'attachment; filename="{f.disposition or key.rsplit("/", 1)[-1]}"'}
+        if status == 206:
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+        seen.status = status
+        h.send_response(status)
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(end - start))
+        h.end_headers()
+        body = data[start:end]
+        limit = len(body)
+        if f.drop_after is not None and f.drop_times > 0:
+            f.drop_times -= 1
+            limit = min(limit, f.drop_after)
+        if f.truncate:
+            limit = len(body) // 2
+        self._send_body(h, seen, body[:limit], f.rate)
+        if limit < len(body):
+            h.close_connection = True
+
+    @staticmethod
+    def _send_body(h: BaseHTTPRequestHandler, seen: Seen, body: bytes, rate: float | None) -> None:
+        step = 16 * 1024
+        try:
+            for i in range(0, len(body), step):
+                chunk = body[i:i + step]
+                h.wfile.write(chunk)
+                seen.body_bytes += len(chunk)
+                if rate:
+                    time.sleep(len(chunk) / rate)
+        except (BrokenPipeError, ConnectionResetError):
+            h.close_connection = True

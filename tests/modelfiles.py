@@ -1,0 +1,97 @@
+"""Small model files made by the tests: safetensors with numpy, torch-style zip checkpoints.
+
+The checkpoint writer emits the pickle opcodes that torch.save writes
+(OrderedDict of _rebuild_tensor_v2 calls with persistent storage ids), without
+torch and without pickling any object of ours.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+
+import numpy as np
+
+DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
+
+
+def safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:
+    from safetensors.numpy import save
+
+    return save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=metadata)
+
+
+def sd15_like(seed: int = 0, n: int = 4, width: int = 64) -> bytes:
+    """A small safetensors file with SD 1.5-style key names."""
+    rng = np.random.default_rng(seed)
+    tensors = {f"model.diffusion_model.input_blocks.{i}.0.weight":
+               rng.standard_normal((width, width)).astype(np.float16) for i in range(n)}
+    tensors["cond_stage_model.transformer.text_model.embeddings.position_ids"] = \
+        np.arange(77, dtype=np.int64).reshape(1, 77)
+    return safetensors_bytes(tensors, {"format": "pt"})
+
+
+def big_safetensors(size_mib: int, seed: int = 1) -> bytes:
+    """About size_mib MiB of one F16 tensor: for segmented-download tests."""
+    rng = np.random.default_rng(seed)
+    numel = size_mib * 1024 * 1024 // 2
+    data = rng.integers(0, 2**16, numel, dtype=np.uint16).view(np.float16)
+    return safetensors_bytes({"model.diffusion_model.out.2.weight": data})
+
+
+# --- torch zip checkpoints, written opcode by opcode ---------------------------------
+
+def _unicode(s: str) -> bytes:
+    raw = s.encode()
+    return b"X" + struct.pack("<I", len(raw)) + raw
+
+
+def _int(n: int) -> bytes:
+    return b"J" + struct.pack("<i", n)
+
+
+def _tuple(items: list[bytes]) -> bytes:
+    return b"(" + b"".join(items) + b"t"
+
+
+def _global(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def checkpoint_bytes(tensors: dict[str, np.ndarray], archive: str = "archive",
+                     wrap_state_dict: bool = True) -> bytes:
+    """A zip checkpoint in torch.save's layout: data.pkl, data/N, version, byteorder."""
+    storage_type = {np.dtype(np.float32): "FloatStorage", np.dtype(np.float16): "HalfStorage",
+                    np.dtype(np.int64): "LongStorage"}
+    body = b""
+    for index, (name, array) in enumerate(tensors.items()):
+        array = np.ascontiguousarray(array)
+        pid = _tuple([_unicode("storage"), _global("torch", storage_type[array.dtype]),
+                      _unicode(str(index)), _unicode("cpu"), _int(array.size)]) + b"Q"
+        strides = [s // array.itemsize for s in array.strides]
+        args = _tuple([pid, _int(0), _tuple([_int(d) for d in array.shape]),
+                       _tuple([_int(s) for s in strides]), b"\x89",
+                       _global("collections", "OrderedDict") + b")R"])
+        body += _unicode(name) + _global("torch._utils", "_rebuild_tensor_v2") + args + b"R"
+    state = _global("collections", "OrderedDict") + b")R(" + body + b"u"
+    if wrap_state_dict:
+        pickle_bytes = b"\x80\x02}(" + _unicode("state_dict") + state + b"u."
+    else:
+        pickle_bytes = b"\x80\x02" + state + b"."
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(f"{archive}/data.pkl", pickle_bytes)
+        zf.writestr(f"{archive}/byteorder", "little")
+        for index, array in enumerate(tensors.values()):
+            zf.writestr(f"{archive}/data/{index}", np.ascontiguousarray(array).tobytes())
+        zf.writestr(f"{archive}/version", "3\n")
+    return buffer.getvalue()
+
+
+def small_checkpoint(seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    return checkpoint_bytes({
+        "model.diffusion_model.input_blocks.0.0.weight": rng.standard_normal((8, 4)).astype(np.float16),
+        "model.diffusion_model.out.2.bias": rng.standard_normal(4).astype(np.float16),
+    })
