@@ -29,7 +29,9 @@ class Faults:
     status: int | None = None  # answer this status...
     status_times: int = 0  # ...for this many requests
     retry_after: str | None = None
-    truncate: bool = False  # announce the full length, send half, close
+    fail_from: int | None = None  # from the Nth request of this file on, answer 500
+    stall_after: int | None = None  # send this many bytes, then go silent...
+    stall_times: int = 0  # ...for this many requests
     wrong_bytes: bool = False  # serve other content of the same size
     html: bool = False  # a 200 HTML page instead of the file
     no_ranges: bool = False  # ignore Range
@@ -58,6 +60,8 @@ class Seen:
     headers: dict[str, str]
     status: int = 0
     body_bytes: int = 0
+    at: float = field(default_factory=time.monotonic)
+    end: float = 0.0
 
 
 class _Server(ThreadingHTTPServer):
@@ -150,10 +154,13 @@ class FakeHub:
                 pass
 
             def do_GET(self) -> None:
-                handle(self, hub._record(self, name))
+                seen = hub._record(self, name)
+                try:
+                    handle(self, seen)
+                finally:
+                    seen.end = time.monotonic()
 
-            def do_HEAD(self) -> None:
-                handle(self, hub._record(self, name))
+            do_HEAD = do_GET
 
         server = _Server((host, 0), Handler)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -185,7 +192,7 @@ class FakeHub:
                     {"Content-Type": "application/json", **(headers or {})})
 
     def _signed(self, key: str, name: str) -> str:
-        expires = int(time.time() + self.signature_ttl)
+        expires = round(time.time() + self.signature_ttl, 3)
         return (f"{self.cdn_url}/files/{quote(key)}?expires={expires}&sig=abc"
                 f"&response-content-disposition={quote(name)}")
 
@@ -273,6 +280,8 @@ class FakeHub:
         if f.change_etag_after is not None and served > f.change_etag_after:
             data = hosted.alt if hosted.alt is not None else bytes(reversed(hosted.data))
             etag = f'"{hashlib.md5(data).hexdigest()}"'
+        if f.fail_from is not None and served >= f.fail_from:
+            return self._reply(h, seen, 500, b"internal error")
         if f.status and f.status_times > 0:
             f.status_times -= 1
             headers = {"Retry-After": f.retry_after} if f.retry_after else {}
@@ -281,7 +290,7 @@ class FakeHub:
             return self._reply(h, seen, 200, b"<!DOCTYPE html>\n<html><title>Log in</title></html>",
                                {"Content-Type": "text/html; charset=utf-8"})
         if f.wrong_bytes:
-            data = bytes(b ^ 0xFF for b in data[:64]) + data[64:]
+            data = data[:-64] + bytes(b ^ 0xFF for b in data[-64:])  # tensor bytes, header intact
         start, end = 0, len(data)
         status = 200
         range_header = h.headers.get("Range")
@@ -309,9 +318,13 @@ class FakeHub:
         if f.drop_after is not None and f.drop_times > 0:
             f.drop_times -= 1
             limit = min(limit, f.drop_after)
-        if f.truncate:
-            limit = len(body) // 2
+        stall = f.stall_after is not None and f.stall_times > 0
+        if stall:
+            f.stall_times -= 1
+            limit = min(limit, f.stall_after or 0)
         self._send_body(h, seen, body[:limit], f.rate)
+        if stall:
+            time.sleep(3)  # longer than the client's stall timeout in these tests
         if limit < len(body):
             h.close_connection = True
 

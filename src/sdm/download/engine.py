@@ -339,7 +339,7 @@ class _Job:
     def _write_body(self, response: httpx.Response, pos: int, end: int) -> int:
         limit = None if self.whole else end
         on_bytes = self.t.on_bytes
-        for chunk in response.iter_raw(256 * 1024):
+        for chunk in response.iter_raw():  # as received: a drop loses no buffered bytes
             if self.stop.is_set():
                 break
             if limit is not None and pos + len(chunk) > limit:

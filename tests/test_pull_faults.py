@@ -1,0 +1,296 @@
+"""Faults on the wire: every one ends with the right file in place or a clear error and nothing placed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fakehub import CIVITAI_TOKEN, HF_TOKEN
+from modelfiles import big_safetensors, sd15_like
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def pull_hf(sdm, repo: str, path: str, *extra: str):
+    return sdm("pull", f"hf://{repo}/{path}", "--type", "checkpoint", *extra)
+
+
+def placed(store: Path, name: str) -> Path:
+    return store / "checkpoints" / name
+
+
+def nothing_left(store: Path) -> bool:
+    return not list(store.rglob("*.sdm-partial")) and not list(store.rglob("*.sdm-lock"))
+
+
+def test_dropped_connection_resumes_within_the_run(sdm, hub, store):
+    data = big_safetensors(2)
+    hub.add_hf("o/r", "m.safetensors", data, drop_after=300_000, drop_times=2)
+    result = pull_hf(sdm, "o/r", "m.safetensors")
+    assert result.code == 0, result
+    assert placed(store, "m.safetensors").read_bytes() == data
+    # Only the missing bytes were asked for again: total sent stays near the file size.
+    assert hub.bytes_sent("m.safetensors") < len(data) + 64 * 1024
+
+
+def test_server_errors_are_retried(sdm, hub, store):
+    data = sd15_like(1)
+    hub.add_hf("o/r", "e.safetensors", data, status=500, status_times=2)
+    assert pull_hf(sdm, "o/r", "e.safetensors").code == 0
+    assert placed(store, "e.safetensors").read_bytes() == data
+    assert [r.status for r in hub.cdn_requests()][:2] == [500, 500]
+
+
+def test_429_retry_after_is_honoured(sdm, hub, store):
+    data = sd15_like(2)
+    hub.add_hf("o/r", "rl.safetensors", data, status=429, status_times=1, retry_after="1")
+    assert pull_hf(sdm, "o/r", "rl.safetensors").code == 0
+    cdn = hub.cdn_requests()
+    assert cdn[0].status == 429
+    assert cdn[1].at - cdn[0].end >= 0.9
+
+
+def test_endless_errors_give_up_with_a_resume_hint(sdm, hub, store):
+    hub.add_hf("o/r", "down.safetensors", sd15_like(3), status=503, status_times=100)
+    result = pull_hf(sdm, "o/r", "down.safetensors")
+    assert result.code == 1
+    assert "503" in result.err and "again" in result.err
+    assert not placed(store, "down.safetensors").exists()
+
+
+def test_truncated_body_is_completed(sdm, hub, store):
+    data = sd15_like(4)
+    hub.add_hf("o/r", "t.safetensors", data, drop_after=len(data) // 2, drop_times=1)
+    assert pull_hf(sdm, "o/r", "t.safetensors").code == 0
+    assert placed(store, "t.safetensors").read_bytes() == data
+
+
+def test_wrong_bytes_fail_the_hash_and_are_not_placed(sdm, hub, store):
+    data = sd15_like(5)
+    hub.add_hf("o/r", "w.safetensors", data, wrong_bytes=True)
+    result = pull_hf(sdm, "o/r", "w.safetensors")
+    assert result.code == 1
+    assert "sha256 mismatch" in result.err
+    assert not placed(store, "w.safetensors").exists() and nothing_left(store)
+
+
+def test_html_page_with_status_200_is_recognised(sdm, hub, store):
+    hub.add_hf("o/r", "h.safetensors", sd15_like(6), html=True)
+    result = pull_hf(sdm, "o/r", "h.safetensors")
+    assert result.code == 1
+    assert "text/html" in result.err and "<!DOCTYPE html>" in result.err
+    assert not placed(store, "h.safetensors").exists() and nothing_left(store)
+
+
+def test_html_body_that_sneaks_past_content_type_is_caught_by_the_header_check(sdm, hub, store):
+    page = b"<!DOCTYPE html>\n<html><body>Please log in</body></html>" * 10
+    hub.add_file("plain/page.safetensors", page)
+    url = f"{hub.cdn_url}/files/plain/page.safetensors?expires=9999999999"
+    result = sdm("pull", url, "--type", "lora")
+    assert result.code == 1
+    assert "html page" in result.err and "<!DOCTYPE html>" in result.err
+    assert not (store / "loras" / "page.safetensors").exists() and nothing_left(store)
+
+
+def test_truncated_safetensors_is_refused(sdm, hub, store):
+    data = sd15_like(7)
+    hub.add_file("plain/cut.safetensors", data[:-100])
+    url = f"{hub.cdn_url}/files/plain/cut.safetensors?expires=9999999999"
+    result = sdm("pull", url, "--type", "lora")
+    assert result.code == 1 and "safetensors" in result.err
+    assert nothing_left(store)
+
+
+def test_no_range_support_still_downloads(sdm, hub, store):
+    data = big_safetensors(2)
+    hub.add_hf("o/r", "nr.safetensors", data, no_ranges=True, drop_after=500_000, drop_times=2)
+    result = pull_hf(sdm, "o/r", "nr.safetensors", "-c", "4")
+    assert result.code == 0, result
+    assert placed(store, "nr.safetensors").read_bytes() == data
+    # After the probe, whole-file GETs without Range: the drop restarted from byte 0.
+    later = hub.cdn_requests()[1:]
+    assert len(later) == 2 and all("range" not in r.headers for r in later)
+
+
+def test_etag_change_mid_download_starts_over(sdm, hub, store, monkeypatch):
+    monkeypatch.setenv("SDM_SEGMENT_THRESHOLD", "1M")
+    old, new = big_safetensors(2, seed=1), big_safetensors(2, seed=2)
+    # Request 1 is the probe, 2 drops mid-body, from 3 on the file (and ETag) are new.
+    hosted = hub.add_file("plain/moving.safetensors", old, drop_after=200_000, drop_times=2,
+                          change_etag_after=2)
+    hosted.alt = new
+    url = f"{hub.cdn_url}/files/plain/moving.safetensors?expires=9999999999"
+    result = sdm("pull", url, "--type", "checkpoint", "-c", "1")
+    assert result.code == 0, result
+    assert placed(store, "moving.safetensors").read_bytes() == new
+    assert "starting over" in result.out
+
+
+def test_stalled_connection_is_restarted(sdm, hub, store, monkeypatch):
+    monkeypatch.setenv("SDM_STALL_TIMEOUT", "1")
+    data = sd15_like(8)
+    hub.add_hf("o/r", "s.safetensors", data, stall_after=1000, stall_times=1)
+    started = time.monotonic()
+    assert pull_hf(sdm, "o/r", "s.safetensors").code == 0
+    assert placed(store, "s.safetensors").read_bytes() == data
+    assert time.monotonic() - started < 10
+
+
+def test_segmented_download_uses_several_connections(sdm, hub, store, monkeypatch):
+    monkeypatch.setenv("SDM_SEGMENT_THRESHOLD", "1M")
+    data = big_safetensors(8)
+    hub.add_hf("o/r", "big.safetensors", data, rate=4_000_000)
+    assert pull_hf(sdm, "o/r", "big.safetensors", "-c", "4").code == 0
+    assert placed(store, "big.safetensors").read_bytes() == data
+    ranged = [r for r in hub.cdn_requests() if r.body_bytes > 1]
+    assert len({r.headers["range"] for r in ranged}) >= 4
+    overlap = max(sum(1 for o in ranged if o.at < r.end and r.at < o.end) for r in ranged)
+    assert overlap >= 3
+    assert hub.bytes_sent("big.safetensors") == len(data) + 1  # + the one-byte probe
+
+
+def test_resume_across_runs_transfers_only_the_missing_bytes(sdm, hub, store, monkeypatch):
+    monkeypatch.setenv("SDM_RETRIES", "1")
+    data = big_safetensors(2)
+    # Request 1 is the probe; 2 drops after 700 kB; from 3 on the server fails.
+    hosted = hub.add_hf("o/r", "res.safetensors", data, drop_after=700_000, drop_times=2,
+                        fail_from=3)
+    result = pull_hf(sdm, "o/r", "res.safetensors", "-c", "1")
+    assert result.code == 1 and "resume" in result.err
+    assert not placed(store, "res.safetensors").exists()
+    partial = placed(store, "res.safetensors.sdm-partial")
+    state = json.loads(Path(str(partial) + ".json").read_text())
+    kept = sum(e - s for s, e in state["done"])
+    assert kept >= 600_000
+    assert HF_TOKEN not in json.dumps(state)
+
+    hosted.faults.fail_from = None
+    before = hub.bytes_sent("res.safetensors")
+    again = sdm("pull", "hf://o/r/res.safetensors", "--type", "checkpoint", "--json")
+    assert again.code == 0, again
+    assert json.loads(again.out)["status"] == "resumed"
+    assert placed(store, "res.safetensors").read_bytes() == data
+    second = hub.bytes_sent("res.safetensors") - before
+    assert second == len(data) - kept + 1  # the missing bytes and the one-byte probe
+
+
+def test_a_changed_remote_file_discards_the_partial(sdm, hub, store, monkeypatch):
+    monkeypatch.setenv("SDM_RETRIES", "0")
+    old, new = big_safetensors(1, seed=3), big_safetensors(1, seed=4)
+    hosted = hub.add_file("plain/swap.safetensors", old, drop_after=300_000, drop_times=2,
+                          fail_from=3)
+    url = f"{hub.cdn_url}/files/plain/swap.safetensors?expires=9999999999"
+    assert sdm("pull", url, "--type", "lora").code == 1
+    assert (store / "loras" / "swap.safetensors.sdm-partial").exists()
+    hosted.data, hosted.faults.fail_from = new, None
+    result = sdm("pull", url, "--type", "lora")
+    assert result.code == 0, result
+    assert (store / "loras" / "swap.safetensors").read_bytes() == new
+
+
+def test_expired_signed_url_is_resolved_again(sdm, hub, store, monkeypatch):
+    monkeypatch.setenv("SDM_SEGMENT_THRESHOLD", "1M")
+    data = big_safetensors(3)
+    hub.add_civitai(9, 90, [{"id": 5, "name": "exp.safetensors", "data": data, "primary": True}])
+    hub.signature_ttl = 0.3  # signed URLs die before the throttled transfer ends
+    hub.files["civitai/90/5"].faults.rate = 2_000_000
+    result = sdm("pull", "civitai://90", "-c", "2")
+    assert result.code == 0, result
+    assert placed(store, "exp.safetensors").read_bytes() == data
+    assert sum(1 for r in hub.requests if "/api/download/" in r.path) >= 2
+
+
+def test_wrong_published_hash_fails_unless_no_verify_hash(sdm, hub, store):
+    data = sd15_like(9)
+    bogus = "ab" * 32
+    hub.add_civitai(3, 30, [{"id": 4, "name": "bad.safetensors", "data": data, "primary": True,
+                             "sha256": bogus}])
+    result = sdm("pull", "civitai://30")
+    assert result.code == 1 and bogus in result.err and sha(data) in result.err
+    assert not placed(store, "bad.safetensors").exists()
+    result = sdm("pull", "civitai://30", "--no-verify-hash")
+    assert result.code == 0, result
+    assert bogus in result.err and sha(data) in result.err and "warning" in result.err
+    assert placed(store, "bad.safetensors").read_bytes() == data
+
+
+def test_tokens_never_leak_to_other_hosts_output_or_files(sdm, hub, store, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", HF_TOKEN)
+    monkeypatch.setenv("CIVITAI_TOKEN", CIVITAI_TOKEN)
+    hub.add_hf("o/r", "tok.safetensors", sd15_like(10), drop_after=1000, drop_times=1)
+    hub.add_civitai(2, 20, [{"id": 6, "name": "tok2.safetensors", "data": sd15_like(11),
+                             "primary": True}])
+    result = sdm("--debug", "pull", "hf://o/r/tok.safetensors", "civitai://20", "--type",
+                 "checkpoint")
+    assert result.code == 0, result
+    for seen in hub.requests:
+        auth = seen.headers.get("authorization", "")
+        expected = {"hf": HF_TOKEN, "civitai": CIVITAI_TOKEN, "cdn": None}[seen.host]
+        assert auth in ("", f"Bearer {expected}") if expected else auth == ""
+        assert HF_TOKEN not in seen.path and CIVITAI_TOKEN not in seen.path
+    for path in store.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            assert HF_TOKEN.encode() not in content and CIVITAI_TOKEN.encode() not in content
+    assert HF_TOKEN not in result.out + result.err
+
+
+def installed_sdm() -> str:
+    exe = Path(sys.executable).parent / "sdm"
+    if not exe.exists():
+        pytest.skip("the sdm console script is not installed")
+    return str(exe)
+
+
+def test_kill_9_mid_pull_then_a_second_pull_completes(hub, store, tmp_path):
+    data = big_safetensors(4)
+    hosted = hub.add_hf("o/r", "k.safetensors", data, rate=400_000)  # ~5 s with 2 connections
+    env = dict(os.environ, SDM_SEGMENT_THRESHOLD="1M")
+    args = [installed_sdm(), "pull", "hf://o/r/k.safetensors", "--type", "checkpoint", "-c", "2"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    state = placed(store, "k.safetensors.sdm-partial.json")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if state.exists() and json.loads(state.read_text() or "{}").get("done"):
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not placed(store, "k.safetensors").exists()
+    kept = sum(e - s for s, e in json.loads(state.read_text())["done"])
+    assert 0 < kept < len(data)
+    hosted.faults.rate = None
+    second_started = time.monotonic()
+    result = subprocess.run(args + ["--json"], env=env, capture_output=True, text=True,
+                            timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "resumed"
+    assert placed(store, "k.safetensors").read_bytes() == data
+    second = sum(r.body_bytes for r in hub.cdn_requests() if r.at >= second_started)
+    assert second <= len(data) - kept + 1
+    assert nothing_left(store)
+
+
+def test_two_pulls_of_one_file_at_once_do_not_corrupt_it(hub, store):
+    data = big_safetensors(3)
+    hub.add_hf("o/r", "c.safetensors", data, rate=3_000_000)
+    args = [installed_sdm(), "pull", "hf://o/r/c.safetensors", "--type", "checkpoint", "--json"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    statuses = sorted(json.loads(out)["status"] for out, _ in outs)
+    assert statuses == ["downloaded", "present"]
+    assert placed(store, "c.safetensors").read_bytes() == data
+    assert hub.bytes_sent("c.safetensors") <= len(data) + 2
