@@ -33,7 +33,7 @@ class Run:
     def __init__(self) -> None:
         self.runner = CliRunner()
 
-    def __call__(self, *args: str, input: str | None = None) -> "Result":
+    def __call__(self, *args: str, input: str | None = None) -> Result:
         from sdm.cli import app
 
         result = self.runner.invoke(app, list(args), input=input, catch_exceptions=False)

@@ -31,8 +31,9 @@ def test_every_command_help_has_an_example(sdm, command):
 
 
 def test_all_registered_commands_are_covered():
-    from sdm.cli import app
     from typer.main import get_command
+
+    from sdm.cli import app
 
     root = get_command(app)
     names = set()

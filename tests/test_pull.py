@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from fakehub import CIVITAI_TOKEN, HF_TOKEN
 from modelfiles import sd15_like, small_checkpoint
 
@@ -158,7 +159,7 @@ def test_gated_hf_repo_messages(sdm, hub, monkeypatch):
 def test_hf_url_forms(sdm, hub, store, form):
     data = sd15_like(8)
     hub.add_hf("org/lora", "sub/my_lora.safetensors", data)
-    spec = {"blob": f"https://huggingface.co/org/lora/blob/main/sub/my_lora.safetensors",
+    spec = {"blob": "https://huggingface.co/org/lora/blob/main/sub/my_lora.safetensors",
             "resolve": f"{hub.hf_url}/org/lora/resolve/main/sub/my_lora.safetensors",
             "hf": "hf://org/lora/sub/my_lora.safetensors@main"}[form]
     result = sdm("pull", spec, "--type", "lora")

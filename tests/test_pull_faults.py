@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from fakehub import CIVITAI_TOKEN, HF_TOKEN
 from modelfiles import big_safetensors, sd15_like
 
@@ -272,7 +273,7 @@ def test_kill_9_mid_pull_then_a_second_pull_completes(hub, store, tmp_path):
     assert 0 < kept < len(data)
     hosted.faults.rate = None
     second_started = time.monotonic()
-    result = subprocess.run(args + ["--json"], env=env, capture_output=True, text=True,
+    result = subprocess.run([*args, "--json"], env=env, capture_output=True, text=True,
                             timeout=120, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "resumed"

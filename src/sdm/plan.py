@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class PullOptions:
-    request: Request = Request()
+    request: Request = field(default_factory=Request)
     type: str | None = None
     force: bool = False
     no_verify_hash: bool = False
@@ -273,3 +273,14 @@ class Planner:
         plan.other_sha256 = published
         if published:
             plan.sha256_from, plan.sha256 = next(iter(published.items()))
+
+
+def dedupe(plans: list[Plan]) -> list[Plan]:
+    """One plan per destination; two different sources for one file name is an error."""
+    seen: dict[Path, Plan] = {}
+    for plan in plans:
+        other = seen.get(plan.dest)
+        if other is not None and other.source != plan.source:
+            raise BadInput(f"'{plan.spec}' and '{other.spec}' would both be saved as {plan.dest}")
+        seen.setdefault(plan.dest, plan)
+    return list(seen.values())

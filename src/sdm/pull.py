@@ -15,15 +15,18 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sdm.download import engine, lock
 from sdm.download.http import Credentials
 from sdm.download.state import TransferState
-from sdm.errors import DiskFull, SdmError, VerificationFailed
+from sdm.errors import DiskFull, NetworkError, NotFound, RemoteError, SdmError, VerificationFailed
 from sdm.plan import Plan, PullOptions
 from sdm.store import PARTIAL_SUFFIX, Record, Store
 from sdm.verify import check_digest, check_header
+
+if TYPE_CHECKING:
+    import httpx
 
 DISK_MARGIN = 64 * 1024 * 1024
 
@@ -111,6 +114,37 @@ def check_space(store: Store, plans: Sequence[Plan]) -> None:
                        f"(+{DISK_MARGIN} spare), {free} are free")
 
 
+def locate(plan: Plan, client: httpx.Client) -> engine.Location:
+    """Where the plan's bytes are; a failing source falls back to its mirrors."""
+    try:
+        return plan.locator(client)
+    except (NetworkError, RemoteError, NotFound) as first:
+        for name, locator in plan.alternatives:
+            try:
+                location = locator(client)
+            except (NetworkError, RemoteError, NotFound):
+                continue
+            plan.locator, plan.source = locator, name
+            plan.reasons.append(f"mirror {name} (the main source failed: {first.message})")
+            return location
+        raise
+
+
+def locate_all(store: Store, plans: Sequence[Plan], client: httpx.Client,
+               force: bool) -> list[tuple[Plan, SdmError]]:
+    """Metadata for every plan whose file is not already in place; no file bytes move."""
+    failures: list[tuple[Plan, SdmError]] = []
+    for plan in plans:
+        try:
+            if not force and existing(store, plan) is not None:
+                continue
+            if plan.location is None:
+                plan.location = locate(plan, client)
+        except SdmError as exc:
+            failures.append((plan, exc))
+    return failures
+
+
 class Puller:
     def __init__(self, store: Store, options: PullOptions, tuning: Tuning, creds: Credentials,
                  reporter: Reporter, warn: Callable[[str], None]) -> None:
@@ -157,17 +191,17 @@ class Puller:
         partial = partial_path(plan.dest)
         first = {"location": plan.location}
 
-        def locate(client: object) -> engine.Location:
+        def located(client: httpx.Client) -> engine.Location:
             # The planner's probe serves the first attempt; later ones ask again.
             loc = first.pop("location", None)
-            return loc if loc is not None else plan.locator(client)  # type: ignore[arg-type]
+            return loc if loc is not None else plan.locator(client)
 
         def on_bytes(n: int) -> None:
             self.reporter.advance(plan, n)
 
         self.reporter.start(plan, plan.size or (plan.location.size if plan.location else None))
         transfer = engine.Transfer(
-            key=plan.source, partial=partial, locate=locate, creds=self.creds,
+            key=plan.source, partial=partial, locate=located, creds=self.creds,
             connections=self.tuning.connections, segment_threshold=self.tuning.segment_threshold,
             retries=self.tuning.retries, stall_timeout=self.tuning.stall_timeout,
             on_bytes=on_bytes, on_status=lambda m: self.reporter.status(plan, m),

@@ -6,6 +6,7 @@ models without forking. Every problem names the file, the entry and the field.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -247,10 +248,8 @@ def _to_cache(cache: Path, fingerprint: list[list[Any]], catalog: Catalog) -> No
     from sdm.store import write_json_atomic
 
     models = [{"model": asdict(m), "origin": str(catalog.origin[m.id])} for m in catalog]
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache folder only costs speed
         write_json_atomic(cache, {"fingerprint": fingerprint, "models": models})
-    except OSError:
-        pass  # a read-only cache folder only costs speed
 
 
 def load() -> Catalog:

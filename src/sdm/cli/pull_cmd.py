@@ -16,9 +16,10 @@ from sdm.cli.output import (
     stdout_is_tty,
     warn,
 )
-from sdm.errors import BadInput, SdmError
+from sdm.errors import BadInput
 
 if TYPE_CHECKING:
+    from sdm.cli.progress import LineReporter
     from sdm.plan import Plan
 
 EPILOG = """Examples:
@@ -77,8 +78,8 @@ def pull(
     from sdm.catalog import MODEL_TYPES, load
     from sdm.cli.catalog_cmds import check_choices
     from sdm.download.http import Credentials, make_client
-    from sdm.plan import Endpoints, Planner, PullOptions
-    from sdm.pull import Puller, Tuning, check_space
+    from sdm.plan import Endpoints, Planner, PullOptions, dedupe
+    from sdm.pull import Puller, Tuning, check_space, locate_all
     from sdm.resolve import Request
     from sdm.specfile import read, single
     from sdm.store import Store
@@ -114,14 +115,13 @@ def pull(
     with make_client(tuning.stall_timeout) as client:
         planner = Planner(catalog, store, Endpoints(hf_endpoint, civitai_endpoint, creds), client,
                           base)
-        plans = [planner.plan(e.spec, e.options) for e in entries]
-        _refuse_duplicates(plans)
+        plans = dedupe([planner.plan(e.spec, e.options) for e in entries])
         if dry_run:
-            _print_plan(plans, creds, as_json)
+            _print_plan(plans, as_json)
             return
         reporter = _reporter(quiet, as_json)
         try:
-            failures = _locate_all(plans, planner, client, force)
+            failures = locate_all(store, plans, client, force)
             todo = [p for p in plans if all(p is not f for f, _ in failures)]
             check_space(store, [p for p in todo if p.location is not None])
             puller = Puller(store, base, tuning, creds, reporter, warn)
@@ -135,7 +135,7 @@ def pull(
         raise typer.Exit(max(e.exit_code for _, e in failures))
 
 
-def _reporter(quiet: bool, as_json: bool):  # type: ignore[no-untyped-def]
+def _reporter(quiet: bool, as_json: bool) -> LineReporter:
     from sdm.cli.progress import LineReporter, RichReporter
 
     if stdout_is_tty() and not quiet and not as_json:
@@ -143,52 +143,7 @@ def _reporter(quiet: bool, as_json: bool):  # type: ignore[no-untyped-def]
     return LineReporter(quiet=quiet, as_json=as_json)
 
 
-def _refuse_duplicates(plans: list[Plan]) -> None:
-    seen: dict[Path, str] = {}
-    for plan in plans:
-        if plan.dest in seen and seen[plan.dest] != plan.source:
-            raise BadInput(f"'{plan.spec}' and '{seen[plan.dest]}' would both be saved as "
-                           f"{plan.dest}")
-        seen[plan.dest] = plan.source
-    unique = {p.dest: p for p in plans}
-    plans[:] = list(unique.values())
-
-
-def _locate_all(plans: list[Plan], planner: object, client: object,
-                force: bool) -> list[tuple[Plan, SdmError]]:
-    """Ask each source where its bytes are (no file bytes move), skipping files in place."""
-    from sdm.pull import existing
-
-    failures: list[tuple[Plan, SdmError]] = []
-    for plan in plans:
-        try:
-            if not force and existing(planner.store, plan) is not None:  # type: ignore[attr-defined]
-                continue
-            if plan.location is None:
-                plan.location = _locate_with_mirrors(plan, client)
-        except SdmError as exc:
-            failures.append((plan, exc))
-    return failures
-
-
-def _locate_with_mirrors(plan: Plan, client: object):  # type: ignore[no-untyped-def]
-    from sdm.errors import NetworkError, NotFound, RemoteError
-
-    try:
-        return plan.locator(client)  # type: ignore[arg-type]
-    except (NetworkError, RemoteError, NotFound) as first:
-        for name, locator in plan.alternatives:
-            try:
-                location = locator(client)  # type: ignore[arg-type]
-            except (NetworkError, RemoteError, NotFound):
-                continue
-            plan.locator, plan.source = locator, name
-            plan.reasons.append(f"mirror {name} (the main source failed: {first.message})")
-            return location
-        raise
-
-
-def _print_plan(plans: list[Plan], creds: object, as_json: bool) -> None:
+def _print_plan(plans: list[Plan], as_json: bool) -> None:
     rows = []
     for plan in plans:
         rows.append({

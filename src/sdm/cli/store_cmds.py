@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from sdm.cli.app import app, store
 from sdm.cli.catalog_cmds import BaseOpt, JsonOpt, TypeOpt, check_choices

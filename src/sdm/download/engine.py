@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sdm.download.http import RETRY_STATUSES, Credentials, error_message, make_client, retry_delay
 from sdm.download.ranges import RangeSet
 from sdm.download.state import TransferState
-from sdm.errors import AuthRequired, NetworkError, RemoteError, SdmError
+from sdm.errors import NetworkError, RemoteError, SdmError
 
 if TYPE_CHECKING:
     import httpx
@@ -129,7 +129,7 @@ class _Job:
             and state.key == t.key and state.size == loc.size and state.etag == loc.etag
         )
         if resumable and state is not None:
-            self.done = RangeSet(tuple(r) for r in state.done)
+            self.done = RangeSet((start, end) for start, end in state.done)
             kept = self.done.covered()
             if kept:
                 t.on_status(f"resuming: {kept} of {loc.size} bytes already on disk")

@@ -122,9 +122,11 @@ def server_wait(headers: Mapping[str, str]) -> float | None:
     if retry_after:
         if retry_after.strip().isdigit():
             return float(retry_after.strip())
-        when = email.utils.parsedate_to_datetime(retry_after)
-        if when is not None:
-            return max(0.0, when.timestamp() - time.time())
+        try:
+            when = email.utils.parsedate_to_datetime(retry_after)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
     return None
 
 
@@ -138,7 +140,7 @@ def error_message(response: httpx.Response) -> str:
     """The server's own words: X-Error-Message, a JSON error, or the first line."""
     header = response.headers.get("x-error-message")
     if header:
-        return header
+        return str(header)
     try:
         body = response.read()
     except Exception:
@@ -150,7 +152,7 @@ def error_message(response: httpx.Response) -> str:
         if isinstance(data, dict):
             parts = [str(data[k]) for k in ("error", "message") if data.get(k)]
             if parts:
-                return ": ".join(dict.fromkeys(parts))
+                return str(": ".join(dict.fromkeys(parts)))
     except ValueError:
         pass
     return first_line(body)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from sdm.download.engine import Location, Locator
 from sdm.download.http import Credentials, error_message
 from sdm.errors import AuthRequired, NotFound
-from sdm.sources.common import get_json, probe
+from sdm.sources.common import AuthMessage, get_json, probe
 
 if TYPE_CHECKING:
     import httpx
@@ -47,7 +47,7 @@ def base_family(base_model: str | None) -> str | None:
     return "other"
 
 
-def auth_error(endpoint: str, has_token: bool) -> Any:
+def auth_error(endpoint: str, has_token: bool) -> AuthMessage:
     def build(response: httpx.Response) -> AuthRequired:
         message = error_message(response)
         if response.status_code == 401 and not has_token:

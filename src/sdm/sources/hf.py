@@ -9,7 +9,7 @@ from urllib.parse import quote, urljoin, urlsplit
 from sdm.download.engine import Location, Locator
 from sdm.download.http import Credentials, error_message
 from sdm.errors import AuthRequired
-from sdm.sources.common import probe, request
+from sdm.sources.common import AuthMessage, probe, request
 
 if TYPE_CHECKING:
     import httpx
@@ -21,7 +21,7 @@ def resolve_url(endpoint: str, repo: str, revision: str, path: str) -> str:
     return f"{endpoint}/{repo}/resolve/{quote(revision, safe='')}/{quote(path)}"
 
 
-def _auth_error(endpoint: str, repo: str, has_token: bool) -> object:
+def _auth_error(endpoint: str, repo: str, has_token: bool) -> AuthMessage:
     def build(response: httpx.Response) -> AuthRequired:
         code = response.headers.get("x-error-code", "")
         message = error_message(response)
@@ -51,14 +51,14 @@ def locator(endpoint: str, repo: str, revision: str, path: str, creds: Credentia
     def locate(client: httpx.Client) -> Location:
         # HEAD without following the CDN redirect: the LFS metadata is on this answer.
         response = request(client, "HEAD", url, creds, follow=False, what=what,
-                           auth_error=auth_error)  # type: ignore[arg-type]
+                           auth_error=auth_error)
         hops = 0
         while response.is_redirect and hops < 5:
             target = urljoin(str(response.url), response.headers.get("location", ""))
             if urlsplit(target).netloc != urlsplit(str(response.url)).netloc:
                 break  # an absolute redirect to the CDN: stop here, as huggingface_hub does
             response = request(client, "HEAD", target, creds, follow=False, what=what,
-                               auth_error=auth_error)  # type: ignore[arg-type]
+                               auth_error=auth_error)
             hops += 1
         etag = (response.headers.get("x-linked-etag") or response.headers.get("etag") or "")
         etag = etag.removeprefix("W/").strip('"').lower()
@@ -66,7 +66,7 @@ def locator(endpoint: str, repo: str, revision: str, path: str, creds: Credentia
         target = urljoin(str(response.url), response.headers.get("location", "")) \
             if response.is_redirect else str(response.url)
         location = probe(client, target, creds, what=what, sha256=sha256,
-                         auth_error=auth_error)  # type: ignore[arg-type]
+                         auth_error=auth_error)
         linked = response.headers.get("x-linked-size")
         if linked and linked.isdigit() and location.size is None:
             location.size = int(linked)
