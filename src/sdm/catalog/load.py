@@ -211,12 +211,16 @@ def build(files: Iterable[Path]) -> tuple[Catalog, list[Problem]]:
 
 
 def _cache_file() -> Path:
+    # One cache file per installation, so two installs do not evict each other.
+    import zlib
+
+    name = f"catalog-{zlib.crc32(str(builtin_dir()).encode()):08x}.json"
     override = os.environ.get("SDM_CACHE_DIR")
     if override:
-        return Path(override) / "catalog.json"
+        return Path(override) / name
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("sdm", appauthor=False)) / "catalog.json"
+    return Path(user_cache_dir("sdm", appauthor=False)) / name
 
 
 def _fingerprint(files: list[Path]) -> list[list[Any]]:

@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     import httpx
 
 MIB = 1024 * 1024
-STATE_EVERY = 1.0  # seconds between state file writes
-SYNC_EVERY = 5.0  # seconds between fdatasync of the partial file
+PIECES_PER_CONNECTION = 4  # work left for fast connections to take over near the end
+MAX_PIECE = 32 * MIB
+STATE_EVERY = 2.0  # seconds between (fdatasync + state file write)
 
 
 @dataclass
@@ -183,7 +184,7 @@ class _Job:
         else:
             missing = self.done.missing(loc.size)
             want = t.connections if loc.size >= t.segment_threshold else 1
-            piece = max(MIB, min(32 * MIB, loc.size // max(1, want * 4)))
+            piece = max(MIB, min(MAX_PIECE, loc.size // max(1, want * PIECES_PER_CONNECTION)))
             if want == 1:
                 piece = max(piece, loc.size)
             pieces = deque((s, min(e, s + piece)) for a, e in missing for s in range(a, e, piece))
@@ -194,21 +195,26 @@ class _Job:
         self.hasher = _Hasher(self.fd, self.done, self.lock, self.stop)
         if not self.whole:
             self.hasher.start()
-        threads = [threading.Thread(target=self._worker, name=f"sdm-dl-{i}", daemon=True)
-                   for i in range(workers)]
-        for thread in threads:
-            thread.start()
-        last_state = last_sync = time.monotonic()
+        ramp = _Ramp(workers)
+        self.allowed = ramp.active
+        threads: list[threading.Thread] = []
+        last_state = time.monotonic()
         try:
-            while any(th.is_alive() for th in threads):
-                for th in threads:
-                    th.join(timeout=0.2)
+            while True:
+                while len(threads) < self.allowed:
+                    thread = threading.Thread(target=self._worker, args=(len(threads),),
+                                              name=f"sdm-dl-{len(threads)}", daemon=True)
+                    thread.start()
+                    threads.append(thread)
+                if not any(th.is_alive() for th in threads):
+                    break
+                self.stop.wait(0.05)
                 if t.cancel.is_set():
                     raise Cancelled("interrupted")
+                with self.lock:
+                    moved, left = self.transferred, len(self.pieces)
+                self.allowed = ramp.update(moved, left)
                 now = time.monotonic()
-                if now - last_sync >= SYNC_EVERY:
-                    os.fdatasync(self.fd)
-                    last_sync = now
                 if now - last_state >= STATE_EVERY:
                     self._save_state()
                     last_state = now
@@ -228,9 +234,11 @@ class _Job:
     def _save_state(self) -> None:
         if self.whole:
             return  # a stream without ranges cannot resume; keep no state
-        os.fdatasync(self.fd)
+        # Snapshot first, then sync: the state never claims bytes that are not on disk.
         with self.lock:
-            self.state.done = self.done.as_list()
+            snapshot = self.done.as_list()
+        os.fdatasync(self.fd)
+        self.state.done = snapshot
         self.state.save(state_path(self.t.partial))
 
     def _fail(self, exc: BaseException) -> None:
@@ -239,10 +247,10 @@ class _Job:
                 self.error = exc
         self.stop.set()
 
-    def _worker(self) -> None:
+    def _worker(self, index: int) -> None:
         client = make_client(self.t.stall_timeout)
         try:
-            while not self.stop.is_set():
+            while not self.stop.is_set() and index < self.allowed:
                 with self.lock:
                     if not self.pieces:
                         return
@@ -368,6 +376,51 @@ class _Job:
         if self.hasher.error is not None:
             raise self.hasher.error
         return self.hasher.hexdigest
+
+
+class _Ramp:
+    """How many connections to use: start with a few, double while it pays.
+
+    A server that limits each connection (CDNs, nginx limit_rate) rewards
+    every added connection, and the count climbs to the maximum within a few
+    tenths of a second. On a fast link with few CPU cores, extra connections
+    only add overhead: when a doubling gains less than half an average
+    connection's worth, the count goes back and stays.
+    """
+
+    START = 4
+    WINDOW = 0.15  # seconds per measurement
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.active = min(self.limit, self.START)
+        self.settled = self.active >= self.limit
+        self.previous: tuple[int, float] | None = None  # (connections, bytes/s)
+        self.mark: tuple[float, int] | None = None
+
+    def update(self, moved: int, pieces_left: int) -> int:
+        if self.settled:
+            return self.active
+        now = time.monotonic()
+        if self.mark is None:
+            self.mark = (now, moved)
+            return self.active
+        started, base = self.mark
+        if now - started < self.WINDOW or moved == base:
+            return self.active
+        rate = (moved - base) / (now - started)
+        self.mark = (now, moved)
+        if self.previous is not None:
+            count, before = self.previous
+            if rate < before * (1 + 0.5 / count):
+                self.active, self.settled = count, True  # the last doubling did not pay
+                return self.active
+        if self.active >= self.limit or pieces_left == 0:
+            self.settled = True  # at the maximum, and it paid (or nothing is left to share)
+            return self.active
+        self.previous = (self.active, rate)
+        self.active = min(self.limit, self.active * 2)
+        return self.active
 
 
 class _Hasher(threading.Thread):
