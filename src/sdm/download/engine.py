@@ -379,17 +379,18 @@ class _Job:
 
 
 class _Ramp:
-    """How many connections to use: start with a few, double while it pays.
+    """How many connections to use: start with a few, multiply while it pays.
 
     A server that limits each connection (CDNs, nginx limit_rate) rewards
-    every added connection, and the count climbs to the maximum within a few
+    every added connection, and the count reaches the maximum within a few
     tenths of a second. On a fast link with few CPU cores, extra connections
-    only add overhead: when a doubling gains less than half an average
+    only add overhead: when a step gains less than half an average
     connection's worth, the count goes back and stays.
     """
 
     START = 4
-    WINDOW = 0.15  # seconds per measurement
+    STEP = 4  # multiply by this while it pays
+    WINDOW = 0.1  # seconds per measurement
 
     def __init__(self, limit: int) -> None:
         self.limit = max(1, limit)
@@ -413,13 +414,13 @@ class _Ramp:
         if self.previous is not None:
             count, before = self.previous
             if rate < before * (1 + 0.5 / count):
-                self.active, self.settled = count, True  # the last doubling did not pay
+                self.active, self.settled = count, True  # the last step did not pay
                 return self.active
         if self.active >= self.limit or pieces_left == 0:
             self.settled = True  # at the maximum, and it paid (or nothing is left to share)
             return self.active
         self.previous = (self.active, rate)
-        self.active = min(self.limit, self.active * 2)
+        self.active = min(self.limit, self.active * self.STEP)
         return self.active
 
 
