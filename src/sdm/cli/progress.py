@@ -89,7 +89,8 @@ class RichReporter(LineReporter):
             TransferSpeedColumn,
         )
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 DownloadColumn(binary_units=True),
                                  TransferSpeedColumn(), TimeRemainingColumn(), transient=False)
         self.tasks: dict[int, Any] = {}
         self.total = self.progress.add_task("total", total=0, visible=False)
