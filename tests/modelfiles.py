@@ -95,3 +95,59 @@ def small_checkpoint(seed: int = 0) -> bytes:
         "model.diffusion_model.input_blocks.0.0.weight": rng.standard_normal((8, 4)).astype(np.float16),
         "model.diffusion_model.out.2.bias": rng.standard_normal(4).astype(np.float16),
     })
+
+
+def _tensor_reduce(index: int, array: np.ndarray, legacy: bool = False) -> bytes:
+    storage_type = {np.dtype(np.float32): "FloatStorage", np.dtype(np.float16): "HalfStorage",
+                    np.dtype(np.int64): "LongStorage"}[array.dtype]
+    fields = [_unicode("storage"), _global("torch", storage_type), _unicode(str(index)),
+              _unicode("cpu"), _int(array.size)]
+    if legacy:
+        fields.append(b"N")  # view metadata
+    pid = _tuple(fields) + b"Q"
+    strides = [s // array.itemsize for s in array.strides]
+    args = _tuple([pid, _int(0), _tuple([_int(d) for d in array.shape]),
+                   _tuple([_int(s) for s in strides]), b"\x89",
+                   _global("collections", "OrderedDict") + b")R"])
+    return _global("torch._utils", "_rebuild_tensor_v2") + args + b"R"
+
+
+def embedding_bytes(vector: np.ndarray, token: str = "myembedding") -> bytes:
+    """An A1111 textual-inversion .pt: a plain dict with string_to_param, in torch's zip."""
+    body = (_unicode("string_to_token") + b"}" + _unicode("*") + _int(265) + b"s"
+            + _unicode("string_to_param") + b"}" + _unicode("*") + _tensor_reduce(0, vector) + b"s"
+            + _unicode("name") + _unicode(token) + _unicode("step") + _int(3000)
+            + _unicode("sd_checkpoint") + _unicode("6ce0161689")
+            + _unicode("sd_checkpoint_name") + _unicode("v1-5-pruned-emaonly"))
+    pickle_bytes = b"\x80\x02}(" + body + b"u."
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(f"{token}/data.pkl", pickle_bytes)
+        zf.writestr(f"{token}/data/0", np.ascontiguousarray(vector).tobytes())
+        zf.writestr(f"{token}/version", "3\n")
+    return buffer.getvalue()
+
+
+def legacy_checkpoint_bytes(tensors: dict[str, np.ndarray]) -> bytes:
+    """torch's pre-1.6 format: five pickles, then each storage as count + bytes."""
+    import pickle
+
+    magic = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+    version = pickle.dumps(1001, protocol=2)
+    sys_info = pickle.dumps({"protocol_version": 1001, "little_endian": True,
+                             "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2)
+    body = b"".join(_unicode(name) + _tensor_reduce(i, a, legacy=True)
+                    for i, (name, a) in enumerate(tensors.items()))
+    obj = b"\x80\x02" + _global("collections", "OrderedDict") + b")R(" + body + b"u."
+    keys = pickle.dumps([str(i) for i in range(len(tensors))], protocol=2)
+    storages = b"".join(struct.pack("<q", a.size) + np.ascontiguousarray(a).tobytes()
+                        for a in tensors.values())
+    return magic + version + sys_info + obj + keys + storages
+
+
+def zip_with(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()

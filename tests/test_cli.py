@@ -12,7 +12,7 @@ import pytest
 
 import sdm as sdm_pkg
 
-COMMANDS = [["search"], ["info"], ["list"], ["pull"], ["catalog", "check"], ["config", "get"],
+COMMANDS = [["search"], ["info"], ["list"], ["pull"], ["scan"], ["catalog", "check"], ["config", "get"],
             ["config", "set"], ["config", "unset"], ["config", "list"], ["config", "path"]]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "commands.md"
-COMMANDS = [[], ["search"], ["info"], ["list"], ["pull"], ["catalog", "check"], ["config", "get"],
+COMMANDS = [[], ["search"], ["info"], ["list"], ["pull"], ["scan"], ["catalog", "check"], ["config", "get"],
             ["config", "set"], ["config", "unset"], ["config", "list"], ["config", "path"]]
 HEADER = """# Command reference
 

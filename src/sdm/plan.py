@@ -33,6 +33,7 @@ class PullOptions:
     type: str | None = None
     force: bool = False
     no_verify_hash: bool = False
+    allow_unsafe: bool = False
 
 
 @dataclass

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Protocol
 from sdm.download import engine, lock
 from sdm.download.http import Credentials
 from sdm.download.state import TransferState
-from sdm.errors import DiskFull, NetworkError, NotFound, RemoteError, SdmError, VerificationFailed
+from sdm.errors import (
+    DiskFull,
+    NetworkError,
+    NotFound,
+    RemoteError,
+    SdmError,
+    UnsafeFile,
+    VerificationFailed,
+)
 from sdm.plan import Plan, PullOptions
 from sdm.store import PARTIAL_SUFFIX, Record, Store
 from sdm.verify import check_digest, check_header
@@ -220,6 +228,24 @@ class Puller:
         return Outcome(plan, status, plan.dest, result.size, result.sha256,
                        time.monotonic() - started, tuple(warnings))
 
+    def _scan(self, plan: Plan, partial: Path) -> list[str]:
+        """A pickle file is placed only when its imports are what checkpoints need."""
+        from sdm.formats.pickle_scan import scan
+
+        self.reporter.status(plan, "scanning the pickle's imports")
+        found = scan(partial)
+        why = "; ".join(found.reasons[:3])
+        if found.verdict == "dangerous":
+            raise UnsafeFile(f"{plan.filename} is dangerous, refusing it: {why}",
+                             hint="this file can run code when loaded; do not use it")
+        if found.verdict == "unknown":
+            if not self.opts.allow_unsafe:
+                raise UnsafeFile(f"{plan.filename}: its pickle imports things a checkpoint does "
+                                 f"not need: {why}",
+                                 hint="check them with: sdm scan; accept with --allow-unsafe")
+            return [f"{plan.filename}: accepted with --allow-unsafe although {why}"]
+        return []
+
     def _verify(self, plan: Plan, partial: Path, result: engine.Result) -> list[str]:
         self.reporter.status(plan, "verifying")
         warnings: list[str] = []
@@ -231,7 +257,8 @@ class Puller:
             expected.setdefault("Hugging Face" if plan.source.startswith("hf://") else "the hub",
                                 result.location.sha256)
         # The header first: an HTML page is reported as such, not as a bad hash.
-        check_header(partial, plan.format)
+        if check_header(partial, plan.format) == "pickle":
+            warnings += self._scan(plan, partial)
         for who, sha in expected.items():
             if sha == result.sha256:
                 continue

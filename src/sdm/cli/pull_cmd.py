@@ -64,6 +64,9 @@ def pull(
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Accept a file whose "
                                                  "sha256 differs from the published one (warns)."
                                                  )] = False,
+    allow_unsafe: Annotated[bool, typer.Option("--allow-unsafe", help="Accept a pickle file "
+                                               "whose imports sdm does not know (never a "
+                                               "dangerous one).")] = False,
     connections: Annotated[int | None, typer.Option("--connections", "-c", min=1, max=64,
                                                     help="Connections per file (default 8).",
                                                     show_default=False)] = None,
@@ -94,7 +97,8 @@ def pull(
         request=Request(precision=precisions[0] if precisions else None,
                         weights="pruned" if pruned else "full" if full else None,
                         format=fmt, variant=variant),
-        type=model_type[0] if model_type else None, force=force, no_verify_hash=no_verify_hash)
+        type=model_type[0] if model_type else None, force=force, no_verify_hash=no_verify_hash,
+        allow_unsafe=allow_unsafe)
     entries = [single(s, base) for s in specs or []]
     if file is not None:
         entries += read(file, base)

@@ -1,0 +1,44 @@
+"""sdm scan: is this pickle-based checkpoint safe to load?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sdm.cli.app import app
+from sdm.cli.output import echo, handle_errors, print_json
+from sdm.errors import BadInput
+
+
+@app.command(epilog="Examples:\n\n  sdm scan ~/Downloads/f222.ckpt\n\n"
+             "  sdm scan models/*.pt --json")
+@handle_errors
+def scan(
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Files to scan.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check .ckpt/.pt/.bin files for code that would run when loaded, without running them.
+
+    Safe: every import is something a PyTorch checkpoint needs. Dangerous: an import
+    that can run code. Unknown: anything else. Exit 0 only when every file is safe.
+    """
+    from sdm.formats.pickle_scan import scan as scan_file
+
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise BadInput(f"no such file: {', '.join(missing)}")
+    results = [scan_file(f) for f in files]
+    if as_json:
+        print_json([{"path": str(r.path), "verdict": r.verdict, "format": r.format,
+                     "globals": r.globals, "reasons": r.reasons} for r in results])
+    else:
+        for r in results:
+            echo(f"{r.path}: {r.verdict} ({r.format})")
+            for name in r.globals:
+                echo(f"  imports {name}")
+            for reason in r.reasons:
+                echo(f"  why: {reason}")
+    if any(r.verdict != "safe" for r in results):
+        raise typer.Exit(1)
