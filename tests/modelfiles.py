@@ -60,10 +60,11 @@ def _global(module: str, name: str) -> bytes:
 
 
 def checkpoint_bytes(tensors: dict[str, np.ndarray], archive: str = "archive",
-                     wrap_state_dict: bool = True) -> bytes:
+                     wrap_state_dict: bool = True, extra: bytes = b"") -> bytes:
     """A zip checkpoint in torch.save's layout: data.pkl, data/N, version, byteorder."""
+    # uint16 arrays stand for bfloat16 bits (numpy has no bfloat16 of its own)
     storage_type = {np.dtype(np.float32): "FloatStorage", np.dtype(np.float16): "HalfStorage",
-                    np.dtype(np.int64): "LongStorage"}
+                    np.dtype(np.int64): "LongStorage", np.dtype(np.uint16): "BFloat16Storage"}
     body = b""
     for index, (name, array) in enumerate(tensors.items()):
         array = np.ascontiguousarray(array)
@@ -76,7 +77,7 @@ def checkpoint_bytes(tensors: dict[str, np.ndarray], archive: str = "archive",
         body += _unicode(name) + _global("torch._utils", "_rebuild_tensor_v2") + args + b"R"
     state = _global("collections", "OrderedDict") + b")R(" + body + b"u"
     if wrap_state_dict:
-        pickle_bytes = b"\x80\x02}(" + _unicode("state_dict") + state + b"u."
+        pickle_bytes = b"\x80\x02}(" + _unicode("state_dict") + state + extra + b"u."
     else:
         pickle_bytes = b"\x80\x02" + state + b"."
     buffer = io.BytesIO()

@@ -12,8 +12,9 @@ import pytest
 
 import sdm as sdm_pkg
 
-COMMANDS = [["search"], ["info"], ["list"], ["pull"], ["scan"], ["catalog", "check"], ["config", "get"],
-            ["config", "set"], ["config", "unset"], ["config", "list"], ["config", "path"]]
+COMMANDS = [["search"], ["info"], ["list"], ["pull"], ["scan"], ["convert"], ["catalog", "check"],
+            ["config", "get"], ["config", "set"], ["config", "unset"], ["config", "list"],
+            ["config", "path"]]
 
 
 def test_version(sdm):

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+sys.path.insert(0, str(Path(__file__).parent))
+from test_cli import COMMANDS as CLI_COMMANDS
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "commands.md"
-COMMANDS = [[], ["search"], ["info"], ["list"], ["pull"], ["scan"], ["catalog", "check"], ["config", "get"],
-            ["config", "set"], ["config", "unset"], ["config", "list"], ["config", "path"]]
+COMMANDS = [[], *CLI_COMMANDS]
 HEADER = """# Command reference
 
 Generated from each command's `--help` by `python tests/test_docs.py`; a test

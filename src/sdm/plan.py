@@ -66,6 +66,12 @@ class Plan:
     reasons: list[str] = field(default_factory=list)
     location: Location | None = None
     alternatives: list[tuple[str, Locator]] = field(default_factory=list)  # mirrors
+    convert: bool = False  # pull this, then convert it to fp16 safetensors
+
+    @property
+    def converted_dest(self) -> Path:
+        stem = self.dest.stem if self.dest.stem.endswith("-fp16") else self.dest.stem + "-fp16"
+        return self.dest.with_name(stem + ".safetensors")
 
     @property
     def pickle(self) -> bool:

@@ -42,7 +42,7 @@ DISK_MARGIN = 64 * 1024 * 1024
 @dataclass
 class Outcome:
     plan: Plan
-    status: str  # downloaded | resumed | present
+    status: str  # downloaded | resumed | present | converted
     path: Path
     size: int
     sha256: str
@@ -122,6 +122,15 @@ def check_space(store: Store, plans: Sequence[Plan]) -> None:
                        f"(+{DISK_MARGIN} spare), {free} are free")
 
 
+def converted(store: Store, plan: Plan) -> Record | None:
+    """The record of this plan's fp16 conversion, when it is already in the store."""
+    target = plan.converted_dest
+    record = store.read_record(target) if target.exists() else None
+    if record and record.source and record.source.startswith(f"converted from {plan.source}"):
+        return record
+    return None
+
+
 def locate(plan: Plan, client: httpx.Client) -> engine.Location:
     """Where the plan's bytes are; a failing source falls back to its mirrors."""
     try:
@@ -144,7 +153,8 @@ def locate_all(store: Store, plans: Sequence[Plan], client: httpx.Client,
     failures: list[tuple[Plan, SdmError]] = []
     for plan in plans:
         try:
-            if not force and existing(store, plan) is not None:
+            if not force and (existing(store, plan) is not None
+                              or (plan.convert and converted(store, plan) is not None)):
                 continue
             if plan.location is None:
                 plan.location = locate(plan, client)
@@ -188,12 +198,38 @@ class Puller:
         self.store.type_dir(plan.type).mkdir(parents=True, exist_ok=True)
         lock_path = plan.dest.with_name(plan.dest.name + ".sdm-lock")
         with lock.hold(lock_path, on_wait=lambda m: self.reporter.status(plan, m)):
+            if plan.convert and not self.opts.force:
+                done = converted(self.store, plan)
+                if done is not None:
+                    return Outcome(plan, "present", plan.converted_dest, done.size, done.sha256,
+                                   time.monotonic() - started)
             if not self.opts.force:
                 record = existing(self.store, plan)
                 if record is not None:
-                    return Outcome(plan, "present", plan.dest, record.size, record.sha256,
-                                   time.monotonic() - started)
-            return self._transfer(plan, started)
+                    outcome = Outcome(plan, "present", plan.dest, record.size, record.sha256,
+                                      time.monotonic() - started)
+                    return self._convert(outcome) if plan.convert else outcome
+            outcome = self._transfer(plan, started)
+            return self._convert(outcome) if plan.convert else outcome
+
+    def _convert(self, outcome: Outcome) -> Outcome:
+        """fp16 safetensors from the pulled file, recorded as converted from its source."""
+        from sdm.convert import convert
+
+        plan = outcome.plan
+        self.reporter.status(plan, "converting to fp16 safetensors")
+        result = convert(outcome.path, plan.converted_dest, fp16=True, force=True)
+        self.store.write_record(plan.converted_dest, Record(
+            filename=plan.converted_dest.name, type=plan.type, size=result.size,
+            sha256=result.sha256, id=plan.model_id,
+            variant=f"{plan.variant}+fp16" if plan.variant else None, base=plan.base,
+            format="safetensors", precision="fp16",
+            source=f"converted from {plan.source} (sha256 {outcome.sha256})"))
+        # The fp16 file replaces the one it came from; the hub still has that one.
+        outcome.path.unlink(missing_ok=True)
+        self.store.remove_record(outcome.path)
+        return Outcome(plan, "converted", plan.converted_dest, result.size, result.sha256,
+                       outcome.elapsed, outcome.warnings)
 
     def _transfer(self, plan: Plan, started: float) -> Outcome:
         partial = partial_path(plan.dest)

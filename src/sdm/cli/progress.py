@@ -56,7 +56,8 @@ class LineReporter:
                 print_json_line(outcome_json(outcome))
             return
         verb = {"present": "already present", "resumed": "resumed and verified",
-                "downloaded": "downloaded and verified"}[outcome.status]
+                "downloaded": "downloaded and verified",
+                "converted": "downloaded, verified and converted to fp16"}[outcome.status]
         self._say(f"{verb}: {label(outcome.plan)} -> {outcome.path} "
                   f"({human_size(outcome.size)}, sha256 {outcome.sha256[:12]}, "
                   f"{outcome.elapsed:.1f}s)")

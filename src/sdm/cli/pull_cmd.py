@@ -20,7 +20,7 @@ from sdm.errors import BadInput
 
 if TYPE_CHECKING:
     from sdm.cli.progress import LineReporter
-    from sdm.plan import Plan
+    from sdm.plan import Plan, Planner, PullOptions
 
 EPILOG = """Examples:
 
@@ -33,6 +33,8 @@ EPILOG = """Examples:
   sdm pull https://civitai.com/models/4384?modelVersionId=128713
 
   sdm pull -f models.txt --json
+
+  sdm pull f222 --fp16 --convert
 """
 
 
@@ -64,6 +66,8 @@ def pull(
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Accept a file whose "
                                                  "sha256 differs from the published one (warns)."
                                                  )] = False,
+    convert: Annotated[bool, typer.Option("--convert", help="With --fp16: when no fp16 variant "
+                                          "exists, pull the best one and convert it.")] = False,
     allow_unsafe: Annotated[bool, typer.Option("--allow-unsafe", help="Accept a pickle file "
                                                "whose imports sdm does not know (never a "
                                                "dangerous one).")] = False,
@@ -119,7 +123,7 @@ def pull(
     with make_client(tuning.stall_timeout) as client:
         planner = Planner(catalog, store, Endpoints(hf_endpoint, civitai_endpoint, creds), client,
                           base)
-        plans = dedupe([planner.plan(e.spec, e.options) for e in entries])
+        plans = dedupe([_plan(planner, e.spec, e.options, convert) for e in entries])
         if dry_run:
             _print_plan(plans, as_json)
             return
@@ -137,6 +141,21 @@ def pull(
     failures += more
     if failures:
         raise typer.Exit(max(e.exit_code for _, e in failures))
+
+
+def _plan(planner: Planner, spec: str, options: PullOptions, convert: bool) -> Plan:
+    """A plan; with --convert, an unmet --fp16 becomes "pull the best, then convert"."""
+    from dataclasses import replace
+
+    try:
+        return planner.plan(spec, options)
+    except BadInput:
+        if not (convert and options.request.precision == "fp16"):
+            raise
+    plan = planner.plan(spec, replace(options, request=replace(options.request, precision=None)))
+    plan.convert = True
+    plan.reasons.append("no fp16 variant: pulling this one and converting it to fp16")
+    return plan
 
 
 def _reporter(quiet: bool, as_json: bool) -> LineReporter:
