@@ -165,3 +165,23 @@ def test_round_trip_against_real_torch_files(sdm, tmp_path):
     with safe_open(str(tmp_path / "real.safetensors"), framework="pt") as f:
         for name, tensor in tensors.items():
             assert torch.equal(f.get_tensor(name), tensor.contiguous()), name
+
+
+def test_real_a1111_embedding_and_hypernetwork_files_scan_safe(sdm, tmp_path):
+    torch = pytest.importorskip("torch")
+    embedding = {"string_to_token": {"*": 265}, "string_to_param": {"*": torch.randn(2, 768)},
+                 "name": "style", "step": 3000, "sd_checkpoint": "6ce0161689",
+                 "sd_checkpoint_name": "v1-5-pruned-emaonly"}
+    layer = torch.nn.Linear(768, 1536)
+    hypernetwork = {768: [layer.state_dict(), layer.state_dict()],
+                    "layer_structure": [1, 2, 1], "activation_func": "linear",
+                    "is_layer_norm": False, "step": 35, "name": "680Cyberpunk",
+                    "optimizer_name": "AdamW",
+                    "optimizer_state_dict": torch.optim.AdamW(layer.parameters()).state_dict()}
+    for name, obj in (("emb.pt", embedding), ("hn.pt", hypernetwork)):
+        torch.save(obj, tmp_path / name)
+        report = sdm("scan", str(tmp_path / name), "--json").json()[0]
+        assert report["verdict"] == "safe", report
+    assert sdm("convert", str(tmp_path / "emb.pt")).code == 0
+    with safe_open(str(tmp_path / "emb.safetensors"), framework="pt") as f:
+        assert torch.equal(f.get_tensor("string_to_param.*"), embedding["string_to_param"]["*"])
