@@ -152,3 +152,50 @@ def zip_with(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             zf.writestr(name, data)
     return buffer.getvalue()
+
+
+def lora_like(seed: int = 0, context: int = 768, rank: int = 4) -> bytes:
+    """A kohya-style LoRA: lora_down/lora_up/alpha per module (SD 1.5 when context is 768)."""
+    rng = np.random.default_rng(seed)
+    base = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+    tensors = {f"{base}.lora_down.weight": rng.standard_normal((rank, context)).astype(np.float16),
+               f"{base}.lora_up.weight": rng.standard_normal((320, rank)).astype(np.float16),
+               f"{base}.alpha": np.array(rank, dtype=np.float16)}
+    return safetensors_bytes(tensors)
+
+
+def vae_like(seed: int = 0, latent: int = 4) -> bytes:
+    rng = np.random.default_rng(seed)
+    return safetensors_bytes({
+        "encoder.conv_in.weight": rng.standard_normal((32, 3, 3, 3)).astype(np.float32),
+        "decoder.conv_in.weight": rng.standard_normal((64, latent, 3, 3)).astype(np.float32),
+        "quant_conv.weight": rng.standard_normal((8, 8, 1, 1)).astype(np.float32),
+    })
+
+
+def hypernetwork_bytes(seed: int = 0, sizes: tuple[int, ...] = (320, 640, 768, 1280)) -> bytes:
+    """An A1111 hypernetwork .pt: integer keys, each a pair of small layer state dicts."""
+    rng = np.random.default_rng(seed)
+    arrays: list[np.ndarray] = []
+    body = b""
+    for size in sizes:
+        pair = b""
+        for _ in range(2):
+            layers = b""
+            for name, shape in (("linear.0.weight", (size * 2, size)), ("linear.0.bias", (size * 2,))):
+                arrays.append(rng.standard_normal(shape).astype(np.float32))
+                layers += _unicode(name) + _tensor_reduce(len(arrays) - 1, arrays[-1])
+            pair += _global("collections", "OrderedDict") + b")R(" + layers + b"u"
+        body += _int(size) + b"(" + pair + b"t"
+    body += (_unicode("layer_structure") + b"](" + _int(1) + _int(2) + _int(1) + b"e"
+             + _unicode("activation_func") + _unicode("linear")
+             + _unicode("is_layer_norm") + b"\x89" + _unicode("name") + _unicode("cyber")
+             + _unicode("step") + _int(35))
+    pickle_bytes = b"\x80\x02}(" + body + b"u."
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("cyber/data.pkl", pickle_bytes)
+        for index, array in enumerate(arrays):
+            zf.writestr(f"cyber/data/{index}", array.tobytes())
+        zf.writestr("cyber/version", "3\n")
+    return buffer.getvalue()

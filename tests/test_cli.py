@@ -12,9 +12,9 @@ import pytest
 
 import sdm as sdm_pkg
 
-COMMANDS = [["search"], ["info"], ["list"], ["pull"], ["scan"], ["convert"], ["catalog", "check"],
-            ["config", "get"], ["config", "set"], ["config", "unset"], ["config", "list"],
-            ["config", "path"]]
+COMMANDS = [["search"], ["info"], ["list"], ["pull"], ["scan"], ["convert"], ["probe"],
+            ["verify"], ["clean"], ["rm"], ["du"], ["catalog", "check"], ["config", "get"],
+            ["config", "set"], ["config", "unset"], ["config", "list"], ["config", "path"]]
 
 
 def test_version(sdm):

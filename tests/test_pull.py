@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from fakehub import CIVITAI_TOKEN, HF_TOKEN
-from modelfiles import sd15_like, small_checkpoint
+from modelfiles import lora_like, sd15_like, small_checkpoint, vae_like
 
 
 def sha(data: bytes) -> str:
@@ -157,7 +157,7 @@ def test_gated_hf_repo_messages(sdm, hub, monkeypatch):
 
 @pytest.mark.parametrize("form", ["blob", "resolve", "hf"])
 def test_hf_url_forms(sdm, hub, store, form):
-    data = sd15_like(8)
+    data = lora_like(8)
     hub.add_hf("org/lora", "sub/my_lora.safetensors", data)
     spec = {"blob": "https://huggingface.co/org/lora/blob/main/sub/my_lora.safetensors",
             "resolve": f"{hub.hf_url}/org/lora/resolve/main/sub/my_lora.safetensors",
@@ -175,7 +175,7 @@ def test_hf_url_not_in_catalog_needs_type(sdm, hub):
 
 @pytest.mark.parametrize("form", ["page", "api", "scheme"])
 def test_civitai_url_forms_take_type_and_base_from_the_api(sdm, hub, store, form):
-    data = sd15_like(10)
+    data = lora_like(10)
     hub.add_civitai(58390, 62833, [{"id": 3, "name": "add_detail.safetensors", "data": data,
                                     "fp": None, "size": None, "primary": True}],
                     model_type="LORA", base="SD 1.5")
@@ -211,7 +211,7 @@ def test_civitai_variants_come_from_files(sdm, hub, store):
 
 
 def test_plain_url_needs_type_and_unsafe_names_stay_in_the_store(sdm, hub, store, tmp_path):
-    data = sd15_like(15)
+    data = lora_like(15)
     hub.add_file("plain/evil", data, disposition="../../../../tmp/evil.safetensors")
     url = f"{hub.cdn_url}/files/plain/evil?expires=9999999999"
     result = sdm("pull", url)
@@ -236,7 +236,7 @@ def test_present_file_is_reported_and_no_bytes_move(sdm, hub, catalog):
 
 
 def test_pull_file_reinstalls_fast_when_all_present(sdm, hub, catalog, tmp_path):
-    a, b = sd15_like(17), sd15_like(18)
+    a, b = sd15_like(17), vae_like(18)
     hub.add_hf("org/a", "a.safetensors", a)
     hub.add_hf("org/b", "b.safetensors", b)
     catalog([model("a", [hf_variant("v", "org/a", "a.safetensors", a)]),
@@ -331,3 +331,25 @@ def test_mirror_is_used_when_the_main_source_is_gone(sdm, hub, catalog, store):
     result = sdm("pull", "h")
     assert result.code == 0, result
     assert (store / "checkpoints" / "h.safetensors").read_bytes() == data
+
+
+def test_a_file_that_contradicts_its_type_is_refused(sdm, hub, catalog, store):
+    checkpoint = sd15_like(25)
+    hub.add_hf("org/fake", "style_lora.safetensors", checkpoint)
+    catalog([model("fake-lora", [hf_variant("v1", "org/fake", "style_lora.safetensors")],
+                   type="lora", base="sdxl")])
+    result = sdm("pull", "fake-lora")
+    assert result.code == 1
+    assert "should be a lora but is a checkpoint" in result.err
+    assert not (store / "loras" / "style_lora.safetensors").exists()
+
+
+def test_a_base_contradiction_is_a_warning_and_url_pulls_learn_their_base(sdm, hub, store):
+    hub.add_hf("org/l", "sd15_lora.safetensors", lora_like(26))
+    result = sdm("pull", "hf://org/l/sd15_lora.safetensors", "--type", "lora")
+    assert result.code == 0, result
+    assert sdm("list", "--json").json()[0]["base"] == "sd15"  # learned from the file
+    hub.add_civitai(77, 770, [{"id": 9, "name": "xl_lora.safetensors", "data": lora_like(27),
+                               "primary": True}], model_type="LORA", base="SDXL 1.0")
+    result = sdm("pull", "civitai://770")
+    assert result.code == 0 and "should be sdxl but looks like sd15" in result.err

@@ -264,6 +264,27 @@ class Puller:
         return Outcome(plan, status, plan.dest, result.size, result.sha256,
                        time.monotonic() - started, tuple(warnings))
 
+    def _probe(self, plan: Plan, partial: Path) -> list[str]:
+        """The file must be what the plan says it is; its probe fills in what the plan lacks."""
+        from sdm.formats.probe import probe
+
+        try:
+            found = probe(partial, with_hashes=False)
+        except SdmError:
+            return []  # unreadable by the probe (e.g. a pickle allowed with --allow-unsafe)
+        why = "; ".join(found.evidence)
+        if found.type and found.type != plan.type:
+            raise VerificationFailed(f"{plan.filename} should be a {plan.type} but is a "
+                                     f"{found.type} ({why})")
+        family = {"pony": "sdxl", "illustrious": "sdxl"}
+        warnings = []
+        if found.base and plan.base and family.get(plan.base, plan.base) != found.base:
+            warnings.append(f"{plan.filename} should be {plan.base} but looks like {found.base} "
+                            f"({why})")
+        plan.base = plan.base or found.base
+        plan.precision = plan.precision or found.precision
+        return warnings
+
     def _scan(self, plan: Plan, partial: Path) -> list[str]:
         """A pickle file is placed only when its imports are what checkpoints need."""
         from sdm.formats.pickle_scan import scan
@@ -295,6 +316,7 @@ class Puller:
         # The header first: an HTML page is reported as such, not as a bad hash.
         if check_header(partial, plan.format) == "pickle":
             warnings += self._scan(plan, partial)
+        warnings += self._probe(plan, partial)
         for who, sha in expected.items():
             if sha == result.sha256:
                 continue

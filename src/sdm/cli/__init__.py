@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from sdm.cli import catalog_cmds, config_cmds, convert_cmd, pull_cmd, scan_cmd, store_cmds
+from sdm.cli import (
+    catalog_cmds,
+    config_cmds,
+    convert_cmd,
+    health_cmds,
+    pull_cmd,
+    scan_cmd,
+    store_cmds,
+)
 from sdm.cli.app import app
 
 __all__ = ["app", "main"]
-_registered = (catalog_cmds, config_cmds, convert_cmd, pull_cmd, scan_cmd, store_cmds)
+_registered = (catalog_cmds, config_cmds, convert_cmd, health_cmds, pull_cmd, scan_cmd, store_cmds)
 
 
 def main() -> None:

@@ -19,6 +19,15 @@ from sdm.errors import Busy
 STALE_AFTER = 6 * 3600  # a lock from another host not touched for this long is stale
 
 
+def is_held(path: Path) -> bool:
+    """Whether a live process (or a recent one on another host) holds this lock file."""
+    try:
+        data = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return False
+    return bool(data) and _owner_alive(data)
+
+
 def _owner_alive(data: dict[str, object]) -> bool:
     if data.get("host") != socket.gethostname():
         return time.time() - float(str(data.get("time", 0))) < STALE_AFTER

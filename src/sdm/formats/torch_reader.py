@@ -276,7 +276,7 @@ class Checkpoint:
                 obj = load_pickle(fh)
         else:
             raise VerificationFailed(f"not a torch checkpoint ({kind})")
-        self.extras = obj if isinstance(obj, dict) else {}
+        self.raw = obj  # the unpickled structure (of markers, never live objects)
         self.tensors = dict(_flatten_state(obj))
         if not self.tensors:
             raise VerificationFailed("no tensors found in the checkpoint")
@@ -359,5 +359,8 @@ def _flatten_state(obj: Any) -> Iterator[tuple[str, TensorRef]]:
             for key, item in value.items():
                 if isinstance(key, (str, int)):
                     yield from walk(item, f"{prefix}.{key}" if prefix else str(key))
+        elif isinstance(value, (list, tuple)):  # hypernetworks keep layers in lists
+            for index, item in enumerate(value):
+                yield from walk(item, f"{prefix}.{index}" if prefix else str(index))
 
     yield from walk(obj, "")

@@ -1,0 +1,115 @@
+"""Keeping the store healthy: re-verify files, find and clean interrupted downloads."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdm.download.lock import is_held as lock_held
+from sdm.errors import SdmError
+from sdm.store import PARTIAL_SUFFIX, Installed, Store
+
+STALE_AFTER = 24 * 3600  # an untouched partial download older than this is stale
+
+
+@dataclass
+class Check:
+    path: Path
+    ok: bool
+    reason: str
+    id: str | None = None
+    sha256: str | None = None
+
+
+def verify(items: Iterable[Installed], catalog: Any) -> list[Check]:
+    """Re-hash and header-check files against their records and the catalog."""
+    from sdm.formats.hashes import compute
+    from sdm.formats.pickle_scan import scan
+    from sdm.verify import check_header
+
+    checks: list[Check] = []
+    for item in items:
+        record = item.record
+        try:
+            kind = check_header(item.path, None)
+            if kind == "pickle" and scan(item.path).verdict == "dangerous":
+                checks.append(Check(item.path, False, "its pickle can run code (sdm scan)",
+                                    item.id))
+                continue
+            digest = compute(item.path, kind == "safetensors").sha256
+        except SdmError as exc:
+            checks.append(Check(item.path, False, exc.message, item.id))
+            continue
+        except OSError as exc:
+            checks.append(Check(item.path, False, f"cannot read: {exc.strerror}", item.id))
+            continue
+        expected = _catalog_sha(catalog, record.id, record.variant) if record else None
+        if record is not None and digest != record.sha256:
+            reason = f"changed since it was installed: sha256 {digest}, recorded {record.sha256}"
+            checks.append(Check(item.path, False, reason, item.id, digest))
+        elif expected and digest != expected:
+            reason = f"sha256 {digest} differs from the catalog's {expected}"
+            checks.append(Check(item.path, False, reason, item.id, digest))
+        elif record is None:
+            checks.append(Check(item.path, True, "header ok; no record to compare the hash with",
+                                None, digest))
+        else:
+            why = "sha256 matches the record" + (" and the catalog" if expected else "")
+            checks.append(Check(item.path, True, why, item.id, digest))
+    return checks
+
+
+def _catalog_sha(catalog: Any, model_id: str | None, variant: str | None) -> str | None:
+    model = catalog.find(model_id) if catalog is not None and model_id else None
+    found = model.variant(variant) if model is not None and variant else None
+    return found.sha256 if found is not None else None
+
+
+@dataclass
+class Partial:
+    path: Path
+    on_disk: int  # bytes the state says are downloaded
+    size: int | None
+    age: float  # seconds since last touched
+    active: bool  # a live sdm holds its lock
+
+    @property
+    def stale(self) -> bool:
+        return not self.active and self.age > STALE_AFTER
+
+
+def partials(store: Store) -> list[Partial]:
+    found = []
+    for path in store.partials():
+        state_file = path.with_name(path.name + ".json")
+        try:
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+            on_disk = sum(e - s for s, e in state.get("done", []))
+            size = state.get("size")
+        except (OSError, ValueError, TypeError):
+            on_disk, size = 0, None
+        lock = path.with_name(path.name[: -len(PARTIAL_SUFFIX)] + ".sdm-lock")
+        age = time.time() - max(path.stat().st_mtime,
+                                state_file.stat().st_mtime if state_file.exists() else 0)
+        found.append(Partial(path, on_disk, size, age, lock_held(lock)))
+    return found
+
+
+def clean(store: Store, dry_run: bool) -> list[Path]:
+    """Remove interrupted downloads (partial file, state, dead lock) that no sdm is using."""
+    removed: list[Path] = []
+    for partial in partials(store):
+        if partial.active:
+            continue
+        stem = partial.path.name[: -len(PARTIAL_SUFFIX)]
+        for path in (partial.path, partial.path.with_name(partial.path.name + ".json"),
+                     partial.path.with_name(stem + ".sdm-lock")):
+            if path.exists():
+                removed.append(path)
+                if not dry_run:
+                    path.unlink(missing_ok=True)
+    return removed
