@@ -6,12 +6,26 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from sdm import __version__
 from sdm.cli.output import DEBUG
 
+
+class _Ordered(TyperGroup):
+    """Commands in the order people reach for them, not the order modules load."""
+
+    ORDER = ("search", "info", "pull", "list", "verify", "probe", "scan", "convert", "rm", "du",
+             "clean", "catalog", "config")
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: self.ORDER.index(n) if n in self.ORDER else 99)
+
+
 app = typer.Typer(
     name="sdm",
+    cls=_Ordered,
     help="Find, download, verify and organise Stable Diffusion models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -51,5 +51,7 @@ def list_installed(type_: TypeOpt = None, base: BaseOpt = None, as_json: JsonOpt
         echo("Find one with 'sdm search', then install it with 'sdm pull ID'.")
         return
     rows = [[i.id or "unknown", i.type, (i.record.base if i.record else None) or "?",
-             human_size(i.size), str(i.path)] for i in items]
-    print_table(["ID", "TYPE", "BASE", "SIZE", "PATH"], rows)
+             (i.record.precision if i.record else None) or "?",
+             i.record.sha256[:10] if i.record else "-", human_size(i.size), str(i.path)]
+            for i in items]
+    print_table(["ID", "TYPE", "BASE", "PREC", "AUTOV2", "SIZE", "PATH"], rows)
