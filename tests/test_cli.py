@@ -13,7 +13,7 @@ import pytest
 import sdm as sdm_pkg
 
 COMMANDS = [["search"], ["info"], ["list"], ["pull"], ["scan"], ["convert"], ["probe"],
-            ["verify"], ["clean"], ["rm"], ["du"], ["catalog", "check"], ["config", "get"],
+            ["verify"], ["clean"], ["rm"], ["du"], ["export"], ["catalog", "check"], ["config", "get"],
             ["config", "set"], ["config", "unset"], ["config", "list"], ["config", "path"]]
 
 

@@ -67,6 +67,7 @@ class Plan:
     location: Location | None = None
     alternatives: list[tuple[str, Locator]] = field(default_factory=list)  # mirrors
     convert: bool = False  # pull this, then convert it to fp16 safetensors
+    pinned: str | None = None  # sha256 a manifest demands (pull -f --frozen)
 
     @property
     def converted_dest(self) -> Path:

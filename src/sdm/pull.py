@@ -127,7 +127,7 @@ def converted(store: Store, plan: Plan) -> Record | None:
     target = plan.converted_dest
     record = store.read_record(target) if target.exists() else None
     if record and record.source and record.source.startswith(f"converted from {plan.source}"):
-        return record
+        return record if plan.pinned in (None, record.sha256) else None
     return None
 
 
@@ -219,6 +219,10 @@ class Puller:
         plan = outcome.plan
         self.reporter.status(plan, "converting to fp16 safetensors")
         result = convert(outcome.path, plan.converted_dest, fp16=True, force=True)
+        if plan.pinned and result.sha256 != plan.pinned:
+            plan.converted_dest.unlink(missing_ok=True)
+            raise VerificationFailed(f"the conversion of {plan.filename} has sha256 "
+                                     f"{result.sha256}, the manifest pins {plan.pinned}")
         self.store.write_record(plan.converted_dest, Record(
             filename=plan.converted_dest.name, type=plan.type, size=result.size,
             sha256=result.sha256, id=plan.model_id,

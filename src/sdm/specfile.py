@@ -28,12 +28,15 @@ class Entry:
     spec: str
     options: PullOptions
     where: str  # file:line, for error messages
+    sha256: str | None = None  # pinned by a manifest (sdm export); enforced with --frozen
+    convert: bool = False
 
 
 FLAG_VALUES = {"--fp16": ("precision", "fp16"), "--fp32": ("precision", "fp32"),
                "--bf16": ("precision", "bf16"), "--pruned": ("weights", "pruned"),
                "--full": ("weights", "full")}
-VALUE_OPTIONS = {"--format": "format", "--variant": "variant", "--type": "type", "-t": "type"}
+VALUE_OPTIONS = {"--format": "format", "--variant": "variant", "--type": "type", "-t": "type",
+                 "--sha256": "sha256"}
 
 
 def apply(base: PullOptions, changes: dict[str, Any], where: str) -> PullOptions:
@@ -48,7 +51,7 @@ def apply(base: PullOptions, changes: dict[str, Any], where: str) -> PullOptions
             request = replace(request, precision=key)
         elif key in ("pruned", "full") and value:
             request = replace(request, weights=key)
-        elif key not in ("spec", "id", "url"):
+        elif key not in ("spec", "id", "url", "sha256", "convert", "filename", "source"):
             raise BadInput(f"{where}: unknown option '{key}'")
     return replace(opts, request=request)
 
@@ -79,7 +82,16 @@ def _from_words(words: list[str], base: PullOptions, where: str) -> Entry:
         i += 1
     if spec is None:
         raise BadInput(f"{where}: no spec on this line")
-    return Entry(spec, apply(base, changes, where), where)
+    return Entry(spec, apply(base, changes, where), where, _sha(changes.get("sha256"), where))
+
+
+def _sha(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise BadInput(f"{where}: sha256 must be 64 hex digits")
+    return text
 
 
 def read(path: Path, base: PullOptions) -> list[Entry]:
@@ -120,7 +132,8 @@ def _read_yaml(path: Path, text: str, base: PullOptions) -> list[Entry]:
             spec = item.get("spec") or item.get("id") or item.get("url")
             if not isinstance(spec, str):
                 raise BadInput(f"{where}: needs 'spec' (an id or a URL)")
-            entries.append(Entry(spec, apply(base, item, where), where))
+            entries.append(Entry(spec, apply(base, item, where), where,
+                                 _sha(item.get("sha256"), where), bool(item.get("convert"))))
         else:
             raise BadInput(f"{where}: expected a string or a mapping")
     return entries

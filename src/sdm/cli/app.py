@@ -16,7 +16,7 @@ class _Ordered(TyperGroup):
     """Commands in the order people reach for them, not the order modules load."""
 
     ORDER = ("search", "info", "pull", "list", "verify", "probe", "scan", "convert", "rm", "du",
-             "clean", "catalog", "config")
+             "clean", "export", "catalog", "config")
 
     def list_commands(self, ctx: Any) -> list[str]:
         names = super().list_commands(ctx)

@@ -21,6 +21,7 @@ from sdm.errors import BadInput
 if TYPE_CHECKING:
     from sdm.cli.progress import LineReporter
     from sdm.plan import Plan, Planner, PullOptions
+    from sdm.specfile import Entry
 
 EPILOG = """Examples:
 
@@ -66,6 +67,8 @@ def pull(
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Accept a file whose "
                                                  "sha256 differs from the published one (warns)."
                                                  )] = False,
+    frozen: Annotated[bool, typer.Option("--frozen", help="With -f: every entry must carry a "
+                                         "sha256 and every file must match it.")] = False,
     convert: Annotated[bool, typer.Option("--convert", help="With --fp16: when no fp16 variant "
                                           "exists, pull the best one and convert it.")] = False,
     allow_unsafe: Annotated[bool, typer.Option("--allow-unsafe", help="Accept a pickle file "
@@ -123,7 +126,8 @@ def pull(
     with make_client(tuning.stall_timeout) as client:
         planner = Planner(catalog, store, Endpoints(hf_endpoint, civitai_endpoint, creds), client,
                           base)
-        plans = dedupe([_plan(planner, e.spec, e.options, convert) for e in entries])
+        plans = dedupe([_pin(_plan(planner, e.spec, e.options, convert or e.convert), e, frozen)
+                        for e in entries])
         if dry_run:
             _print_plan(plans, as_json)
             return
@@ -143,10 +147,34 @@ def pull(
         raise typer.Exit(max(e.exit_code for _, e in failures))
 
 
+def _pin(plan: Plan, entry: Entry, frozen: bool) -> Plan:
+    """--frozen: the manifest's sha256 is the only acceptable one."""
+    from sdm.errors import VerificationFailed
+
+    if not frozen:
+        return plan
+    if entry.sha256 is None:
+        raise BadInput(f"{entry.where}: --frozen needs a sha256 for every entry",
+                       hint="write the list with: sdm export")
+    plan.pinned = entry.sha256
+    if plan.convert:
+        return plan  # the pin is for the converted file, checked after conversion
+    if plan.sha256 and plan.sha256 != entry.sha256:
+        raise VerificationFailed(f"{entry.where}: {plan.sha256_from} now says sha256 "
+                                 f"{plan.sha256}, the manifest pins {entry.sha256}")
+    plan.other_sha256 = {"the manifest": entry.sha256, **plan.other_sha256}
+    plan.sha256, plan.sha256_from = entry.sha256, "the manifest"
+    return plan
+
+
 def _plan(planner: Planner, spec: str, options: PullOptions, convert: bool) -> Plan:
     """A plan; with --convert, an unmet --fp16 becomes "pull the best, then convert"."""
     from dataclasses import replace
 
+    if convert and options.request.variant:
+        plan = planner.plan(spec, options)  # a manifest names the exact source variant
+        plan.convert = True
+        return plan
     try:
         return planner.plan(spec, options)
     except BadInput:

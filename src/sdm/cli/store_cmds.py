@@ -55,3 +55,45 @@ def list_installed(type_: TypeOpt = None, base: BaseOpt = None, as_json: JsonOpt
              i.record.sha256[:10] if i.record else "-", human_size(i.size), str(i.path)]
             for i in items]
     print_table(["ID", "TYPE", "BASE", "PREC", "AUTOV2", "SIZE", "PATH"], rows)
+
+
+@app.command("export", epilog="Examples:\n\n  sdm export > models.yaml\n\n"
+             "  sdm pull -f models.yaml --frozen      # on another machine")
+@handle_errors
+def export(as_json: JsonOpt = False) -> None:
+    """Write a manifest of the store that `sdm pull -f` reinstalls exactly."""
+    import sys
+
+    import yaml
+
+    from sdm.catalog import load
+
+    catalog = load()
+    entries, skipped = [], 0
+    for item in store().files():
+        record = item.record
+        if record is None or not record.source:
+            skipped += 1
+            continue
+        entry: dict[str, object] = {"type": record.type, "sha256": record.sha256,
+                                    "filename": item.path.name}
+        source = record.source
+        if source.startswith("converted from "):
+            source = source.removeprefix("converted from ").split(" (sha256", 1)[0]
+            entry["convert"] = True
+        model = catalog.find(record.id) if record.id else None
+        variant = (record.variant or "").removesuffix("+fp16")
+        if model is not None and model.variant(variant) is not None:
+            entry = {"spec": model.id, "variant": variant, **entry}
+        else:
+            entry = {"spec": source, **entry}
+        entry["source"] = source
+        entries.append(entry)
+    if skipped:
+        sys.stderr.write(f"sdm: note: {skipped} file(s) without a record were left out "
+                         "(sdm cannot tell where they came from)\n")
+    if as_json:
+        print_json({"models": entries})
+        return
+    echo("# sdm manifest: reinstall with  sdm pull -f FILE --frozen")
+    echo(yaml.safe_dump({"models": entries}, sort_keys=False).rstrip())
