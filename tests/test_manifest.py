@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import yaml
+
 from modelfiles import checkpoint_bytes, lora_like, sd15_like
 from test_convert import BASE
 
