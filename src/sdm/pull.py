@@ -122,6 +122,14 @@ def check_space(store: Store, plans: Sequence[Plan]) -> None:
                        f"(+{DISK_MARGIN} spare), {free} are free")
 
 
+def twin(store: Store, plan: Plan) -> Path | None:
+    """Another file in the store with the sha256 this plan expects."""
+    if not plan.sha256:
+        return None
+    found = store.by_sha256().get(plan.sha256)
+    return found if found is not None and found != plan.dest else None
+
+
 def converted(store: Store, plan: Plan) -> Record | None:
     """The record of this plan's fp16 conversion, when it is already in the store."""
     target = plan.converted_dest
@@ -153,7 +161,7 @@ def locate_all(store: Store, plans: Sequence[Plan], client: httpx.Client,
     failures: list[tuple[Plan, SdmError]] = []
     for plan in plans:
         try:
-            if not force and (existing(store, plan) is not None
+            if not force and (existing(store, plan) is not None or twin(store, plan) is not None
                               or (plan.convert and converted(store, plan) is not None)):
                 continue
             if plan.location is None:
@@ -204,6 +212,9 @@ class Puller:
                     return Outcome(plan, "present", plan.converted_dest, done.size, done.sha256,
                                    time.monotonic() - started)
             if not self.opts.force:
+                same = twin(self.store, plan) if not plan.dest.exists() else None
+                if same is not None:
+                    return self._link_twin(plan, same, started)
                 record = existing(self.store, plan)
                 if record is not None:
                     outcome = Outcome(plan, "present", plan.dest, record.size, record.sha256,
@@ -211,6 +222,17 @@ class Puller:
                     return self._convert(outcome) if plan.convert else outcome
             outcome = self._transfer(plan, started)
             return self._convert(outcome) if plan.convert else outcome
+
+    def _link_twin(self, plan: Plan, source: Path, started: float) -> Outcome:
+        """The store keeps one copy: a second name for the same bytes is a link."""
+        from sdm.importer import place
+
+        how = place(source, plan.dest, "hardlink")
+        size = plan.dest.stat().st_size
+        self.store.write_record(plan.dest, _record(plan, size, plan.sha256 or ""))
+        self.reporter.status(plan, f"same file as {source}: {how}, nothing downloaded")
+        return Outcome(plan, "present", plan.dest, size, plan.sha256 or "",
+                       time.monotonic() - started)
 
     def _convert(self, outcome: Outcome) -> Outcome:
         """fp16 safetensors from the pulled file, recorded as converted from its source."""

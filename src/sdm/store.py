@@ -175,6 +175,10 @@ class Store:
                 record = self.read_record(path, stat)
                 yield Installed(path, model_type, stat.st_size, record)
 
+    def by_sha256(self) -> dict[str, Path]:
+        """Every recorded file by its sha256: the store keeps one copy of each file."""
+        return {item.record.sha256: item.path for item in self.files() if item.record}
+
     def partials(self) -> Iterator[Path]:
         for model_type in TYPE_DIRS:
             yield from sorted(self.type_dir(model_type).glob(f"*{PARTIAL_SUFFIX}"))

@@ -7,6 +7,7 @@ from sdm.cli import (
     config_cmds,
     convert_cmd,
     health_cmds,
+    import_cmd,
     pull_cmd,
     scan_cmd,
     store_cmds,
@@ -14,7 +15,8 @@ from sdm.cli import (
 from sdm.cli.app import app
 
 __all__ = ["app", "main"]
-_registered = (catalog_cmds, config_cmds, convert_cmd, health_cmds, pull_cmd, scan_cmd, store_cmds)
+_registered = (catalog_cmds, config_cmds, convert_cmd, health_cmds, import_cmd, pull_cmd, scan_cmd,
+               store_cmds)
 
 
 def main() -> None:

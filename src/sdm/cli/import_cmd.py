@@ -1,0 +1,61 @@
+"""sdm import: adopt model files already on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sdm.cli.app import app, store
+from sdm.cli.catalog_cmds import JsonOpt, check_choices
+from sdm.cli.output import echo, handle_errors, print_json
+from sdm.errors import BadInput
+
+
+@app.command("import", epilog="Examples:\n\n  sdm import ~/Downloads/*.safetensors\n\n"
+             "  sdm import ~/stable-diffusion-webui      # a whole A1111 install\n\n"
+             "  sdm import ~/ComfyUI/models --move --json")
+@handle_errors
+def import_(
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Files or folders.")],
+    move: Annotated[bool, typer.Option("--move", help="Move the files into the store.")] = False,
+    copy: Annotated[bool, typer.Option("--copy", help="Copy them (the originals stay).")] = False,
+    link: Annotated[bool, typer.Option("--link", help="Symlink them (the store points at the "
+                                       "originals).")] = False,
+    type_: Annotated[str | None, typer.Option("--type", "-t", help="Force the type.",
+                                              show_default=False)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Adopt model files into the store, each probed and named by the catalog when known.
+
+    By default a hard link (else a copy) is made and the original stays where it is.
+    Nothing is overwritten: a name clash is reported and both files are left alone.
+    """
+    from sdm.catalog import MODEL_TYPES, load
+    from sdm.importer import import_files
+
+    if sum((move, copy, link)) > 1:
+        raise BadInput("choose one of --move, --copy and --link")
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise BadInput(f"no such file or folder: {', '.join(missing)}")
+    forced = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
+    mode = "move" if move else "copy" if copy else "symlink" if link else "hardlink"
+    results = import_files(store(), paths, load(), mode, forced[0] if forced else None)
+    if as_json:
+        print_json([{"path": str(r.path), "status": r.status,
+                     "dest": str(r.dest) if r.dest else None, "id": r.id, "type": r.type,
+                     "how": r.how or None, "reason": r.reason or None} for r in results])
+    else:
+        for r in results:
+            if r.status == "imported":
+                echo(f"imported {r.path} -> {r.dest} ({r.id or 'unknown'}, {r.type}, {r.how})")
+            elif r.status == "present":
+                echo(f"present  {r.path}: already in the store as {r.dest}")
+            else:
+                echo(f"{r.status:8} {r.path}: {r.reason}")
+        if not results:
+            echo("no model files found")
+    if any(r.status in ("skipped", "clash") for r in results):
+        raise typer.Exit(1)

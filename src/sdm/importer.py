@@ -1,0 +1,167 @@
+"""Adopting files that are already on disk (Downloads, A1111, ComfyUI) into the store.
+
+Each file is probed, named by the catalog when its sha256 is known, and placed
+into its type's folder: by default as a hard link (else a copy), so the
+original stays where it was. Nothing is overwritten and nothing is lost: a
+name clash is reported and left alone, and --move deletes the original only
+after the copy is in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdm.errors import SdmError
+from sdm.store import MODEL_SUFFIXES, Record, Store
+
+# Folder names UIs use, onto sdm's types (A1111/Forge, ComfyUI, InvokeAI).
+FOLDER_TYPES = {
+    "stable-diffusion": "checkpoint", "checkpoints": "checkpoint", "unet": "checkpoint",
+    "diffusion_models": "checkpoint", "main": "checkpoint",
+    "lora": "lora", "loras": "lora", "lycoris": "lora",
+    "embeddings": "embedding", "textual_inversion": "embedding", "embedding": "embedding",
+    "hypernetworks": "hypernetwork", "hypernetwork": "hypernetwork",
+    "vae": "vae",
+}
+
+
+@dataclass
+class Imported:
+    path: Path
+    status: str  # imported | present | skipped | clash
+    dest: Path | None = None
+    id: str | None = None
+    type: str | None = None
+    reason: str = ""
+    how: str = ""  # hardlink | copy | symlink | move
+
+
+def model_files(paths: list[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_file():
+            yield path
+        elif path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    candidate = Path(root) / name
+                    if candidate.suffix.lower() in MODEL_SUFFIXES and not name.startswith("."):
+                        yield candidate
+
+
+def folder_type(path: Path) -> str | None:
+    for parent in path.parents:
+        kind = FOLDER_TYPES.get(parent.name.lower())
+        if kind:
+            return kind
+    return None
+
+
+def place(src: Path, dest: Path, mode: str) -> str:
+    """Put src at dest (never overwriting); mode: hardlink, copy, move or symlink.
+
+    Returns what was done. A hard link falls back to a copy where the
+    filesystem has none (exFAT, some network shares) or src is on another one.
+    """
+    if mode == "symlink":
+        os.symlink(src.resolve(), dest)  # raises FileExistsError rather than overwrite
+        return "symlink"
+    if mode in ("hardlink", "move"):
+        try:
+            os.link(src, dest)  # raises FileExistsError rather than overwrite
+        except FileExistsError:
+            raise
+        except OSError:
+            pass
+        else:
+            if mode == "move":
+                src.unlink()
+            return mode
+    tmp = dest.with_name(f".{dest.name}.sdm-import")
+    shutil.copy2(src, tmp)
+    try:
+        claim(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if mode == "move":
+        src.unlink()  # only now that the copy is in place
+        return "move"
+    return "copy"
+
+
+def claim(tmp: Path, dest: Path) -> None:
+    """Give tmp the name dest unless something already has it."""
+    try:
+        os.link(tmp, dest)
+    except FileExistsError:
+        raise
+    except OSError:
+        if dest.exists():
+            raise FileExistsError(dest) from None
+        os.rename(tmp, dest)
+        return
+    tmp.unlink()
+
+
+def import_files(store: Store, paths: list[Path], catalog: Any, mode: str = "hardlink",
+                 forced_type: str | None = None) -> list[Imported]:
+    from sdm.formats.probe import probe
+
+    store.ensure_dirs()
+    known = store.by_sha256()
+    results: list[Imported] = []
+    store_root = store.root.resolve()
+    for path in model_files(paths):
+        if store_root in path.resolve().parents:
+            continue  # already inside the store
+        try:
+            found = probe(path, catalog)
+        except SdmError as exc:
+            results.append(Imported(path, "skipped", reason=exc.message))
+            continue
+        kind = forced_type or found.type or folder_type(path)
+        if kind is None:
+            results.append(Imported(path, "skipped", reason="cannot tell its type; use --type"))
+            continue
+        if found.sha256 in known:
+            results.append(Imported(path, "present", known[found.sha256], found.id, kind,
+                                    "the same file is already in the store"))
+            continue
+        name = path.name
+        model = catalog.find(found.id) if found.id and catalog is not None else None
+        variant = model.variant(found.variant or "") if model is not None else None
+        if variant is not None and variant.filename:
+            name = variant.filename
+        try:
+            dest = store.path_for(kind, name)
+        except SdmError as exc:
+            results.append(Imported(path, "skipped", reason=exc.message))
+            continue
+        if dest.exists():
+            results.append(Imported(path, "clash", dest, found.id, kind,
+                                    f"{dest} already holds another file; left both alone"))
+            continue
+        try:
+            how = place(path, dest, mode)
+        except FileExistsError:
+            results.append(Imported(path, "clash", dest, found.id, kind, "name taken meanwhile"))
+            continue
+        except OSError as exc:
+            results.append(Imported(path, "skipped", reason=f"cannot place it: {exc.strerror}"))
+            continue
+        with contextlib.suppress(OSError):
+            store.write_record(dest, Record(
+                filename=dest.name, type=kind, size=dest.stat().st_size, sha256=found.sha256,
+                id=found.id, variant=found.variant, base=found.base, format=found.format,
+                precision=found.precision, source=f"imported from {path}",
+                verified=found.id is not None))
+        known[found.sha256] = dest
+        results.append(Imported(path, "imported", dest, found.id, kind, how=how))
+    return results
