@@ -13,7 +13,8 @@ import pytest
 import sdm as sdm_pkg
 
 COMMANDS = [["search"], ["info"], ["list"], ["pull"], ["scan"], ["convert"], ["probe"],
-            ["verify"], ["clean"], ["rm"], ["du"], ["export"], ["import"], ["catalog", "check"],
+            ["verify"], ["clean"], ["rm"], ["du"], ["export"], ["import"], ["link"], ["unlink"],
+            ["catalog", "check"],
             ["config", "get"],
             ["config", "set"], ["config", "unset"], ["config", "list"], ["config", "path"]]
 

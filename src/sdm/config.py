@@ -64,9 +64,11 @@ def _parse_str(raw: str) -> str:
 
 
 def _parse_layout(raw: str) -> str:
+    from sdm.layouts import NAMES
+
     value = str(raw).strip().lower()
-    if value != "sdm":
-        raise ValueError("only the 'sdm' layout exists so far")
+    if value not in NAMES:
+        raise ValueError(f"expected one of {', '.join(NAMES)}")
     return value
 
 
@@ -84,7 +86,7 @@ KEYS: dict[str, Key] = {
     k.name: k
     for k in [
         Key("models_dir", "store root folder", _parse_path, None, ("SDM_HOME",)),
-        Key("layout", "store layout", _parse_layout, "sdm"),
+        Key("layout", "store layout", _parse_layout, "sdm", ("SDM_LAYOUT",)),
         Key("hf_token", "Hugging Face token", _parse_str, None, ("HF_TOKEN",), secret=True),
         Key(
             "civitai_token",

@@ -22,13 +22,6 @@ from typing import Any
 
 from sdm.errors import UnsafeFile
 
-TYPE_DIRS: dict[str, str] = {
-    "checkpoint": "checkpoints",
-    "lora": "loras",
-    "embedding": "embeddings",
-    "hypernetwork": "hypernetworks",
-    "vae": "vae",
-}
 MODEL_SUFFIXES = frozenset({".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft"})
 PARTIAL_SUFFIX = ".sdm-partial"
 META_DIR = ".sdm"
@@ -111,11 +104,22 @@ class Installed:
 
 
 class Store:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, layout: str = "sdm") -> None:
+        from sdm.layouts import LAYOUTS
+
         self.root = root
+        self.layout = layout
+        self.folders = {t: d for t, d in LAYOUTS[layout].items() if d is not None}
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return tuple(self.folders)
 
     def type_dir(self, model_type: str) -> Path:
-        return self.root / TYPE_DIRS[model_type]
+        folder = self.folders.get(model_type)
+        if folder is None:
+            raise UnsafeFile(f"the {self.layout} layout has no folder for {model_type} files")
+        return self.root / folder
 
     def path_for(self, model_type: str, filename: str) -> Path:
         """The final path of a file, guaranteed to stay inside its type folder."""
@@ -128,11 +132,15 @@ class Store:
         return path
 
     def ensure_dirs(self) -> None:
-        for folder in TYPE_DIRS.values():
+        for folder in self.folders.values():
             (self.root / folder).mkdir(parents=True, exist_ok=True)
 
     def _record_path(self, path: Path) -> Path:
-        return self.root / META_DIR / "records" / path.parent.name / f"{path.name}.json"
+        try:
+            folder = path.parent.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            folder = path.parent.name
+        return self.root / META_DIR / "records" / folder.replace("/", "~") / f"{path.name}.json"
 
     def write_record(self, path: Path, record: Record) -> None:
         record.mtime_ns = path.stat().st_mtime_ns
@@ -156,7 +164,9 @@ class Store:
 
     def files(self, types: Iterable[str] = ()) -> Iterator[Installed]:
         """Every model file in the type folders, read from disk."""
-        for model_type in types or TYPE_DIRS:
+        for model_type in types or self.types:
+            if model_type not in self.folders:
+                continue
             folder = self.type_dir(model_type)
             try:
                 entries = sorted(os.scandir(folder), key=lambda e: e.name.lower())
@@ -180,5 +190,5 @@ class Store:
         return {item.record.sha256: item.path for item in self.files() if item.record}
 
     def partials(self) -> Iterator[Path]:
-        for model_type in TYPE_DIRS:
+        for model_type in self.types:
             yield from sorted(self.type_dir(model_type).glob(f"*{PARTIAL_SUFFIX}"))

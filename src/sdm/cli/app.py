@@ -15,8 +15,8 @@ from sdm.cli.output import DEBUG
 class _Ordered(TyperGroup):
     """Commands in the order people reach for them, not the order modules load."""
 
-    ORDER = ("search", "info", "pull", "list", "verify", "probe", "scan", "convert", "import", "rm",
-             "du", "clean", "export", "catalog", "config")
+    ORDER = ("search", "info", "pull", "list", "verify", "probe", "scan", "convert", "import", "link",
+             "unlink", "rm", "du", "clean", "export", "catalog", "config")
 
     def list_commands(self, ctx: Any) -> list[str]:
         names = super().list_commands(ctx)
@@ -52,7 +52,8 @@ def settings() -> Any:
 def store() -> Any:
     from sdm.store import Store
 
-    return Store(settings().models_dir)
+    current = settings()
+    return Store(current.models_dir, current.get("layout"))
 
 
 def _version(value: bool) -> None:

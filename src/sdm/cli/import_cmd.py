@@ -59,3 +59,49 @@ def import_(
             echo("no model files found")
     if any(r.status in ("skipped", "clash") for r in results):
         raise typer.Exit(1)
+
+
+@app.command("link", epilog="Examples:\n\n  sdm link ~/stable-diffusion-webui --layout a1111\n\n"
+             "  sdm link ~/ComfyUI --layout comfyui --mode hardlink")
+@handle_errors
+def link(
+    ui_dir: Annotated[Path, typer.Argument(metavar="UI_DIR", help="The UI's install folder.")],
+    layout: Annotated[str, typer.Option("--layout", help="a1111, forge, comfyui or invokeai.")],
+    mode: Annotated[str, typer.Option("--mode", help="symlink, hardlink or copy.")] = "symlink",
+) -> None:
+    """Make a UI install see the store's models, adopting the ones it already has."""
+    from sdm.catalog import load
+    from sdm.uilink import link as run
+
+    if mode not in ("symlink", "hardlink", "copy"):
+        raise BadInput(f"--mode must be symlink, hardlink or copy, not '{mode}'")
+    report = run(store(), ui_dir, layout.lower(), mode, load())
+    for item in report.adopted:
+        if item.status == "imported":
+            echo(f"adopted {item.path} into the store ({item.how})")
+    for path, how in report.created:
+        echo(f"{how:8} {path}")
+    for note in report.notes:
+        echo(f"note: {note}")
+    for path in report.clashes:
+        echo(f"clash    {path}: another file has that name; left alone")
+    echo(f"{len(report.created)} made, {len(report.present)} already there, "
+         f"{len(report.clashes)} clashes; undo with: sdm unlink {ui_dir}")
+    if report.clashes:
+        raise typer.Exit(1)
+
+
+@app.command("unlink", epilog="Example:\n\n  sdm unlink ~/stable-diffusion-webui")
+@handle_errors
+def unlink(
+    ui_dir: Annotated[Path, typer.Argument(metavar="UI_DIR", help="A folder sdm link set up.")],
+) -> None:
+    """Undo exactly what sdm link did (files it adopted stay where they are)."""
+    from sdm.uilink import unlink as run
+
+    removed, kept = run(store(), ui_dir)
+    for path in removed:
+        echo(f"removed {path}")
+    for path in kept:
+        echo(f"kept    {path}: changed since sdm linked it")
+    echo(f"{len(removed)} removed")

@@ -114,7 +114,7 @@ def pull(
                        hint="find ids with: sdm search")
 
     current = settings()
-    store = Store(current.models_dir)
+    store = Store(current.models_dir, current.get("layout"))
     hf_endpoint, civitai_endpoint = current.get("hf_endpoint"), current.get("civitai_endpoint")
     creds = Credentials.for_endpoints({hf_endpoint: current.get("hf_token"),
                                        civitai_endpoint: current.get("civitai_token")})
