@@ -353,3 +353,22 @@ def test_a_base_contradiction_is_a_warning_and_url_pulls_learn_their_base(sdm, h
                                "primary": True}], model_type="LORA", base="SDXL 1.0")
     result = sdm("pull", "civitai://770")
     assert result.code == 0 and "should be sdxl but looks like sd15" in result.err
+
+
+def test_sidecars_for_a1111_and_civitai_helper(sdm, hub, store):
+    data = lora_like(30)
+    hub.add_civitai(9001, 998877, [{"id": 3, "name": "add_detail.safetensors", "data": data,
+                                    "fp": None, "size": None, "primary": True}],
+                    model_type="LORA", base="SD 1.5")
+    hub.civitai[998877]["trainedWords"] = ["detailed", "intricate"]
+    assert sdm("pull", "civitai://998877").code == 0
+    sidecar = store / "loras" / "add_detail.json"
+    assert not sidecar.exists()  # only when asked
+    assert sdm("pull", "civitai://998877", "--sidecars").code == 0
+    a1111 = json.loads(sidecar.read_text())
+    assert a1111["activation text"] == "detailed, intricate" and a1111["sd version"] == "SD1"
+    info = json.loads((store / "loras" / "add_detail.civitai.info").read_text())
+    assert info["id"] == 998877 and info["files"][0]["hashes"]["SHA256"] == sha(data).upper()
+    assert [i["filename"] for i in sdm("list", "--json").json()] == ["add_detail.safetensors"]
+    assert sdm("rm", str(store / "loras" / "add_detail.safetensors"), "--yes").code == 0
+    assert not sidecar.exists()

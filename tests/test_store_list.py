@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from modelfiles import lora_like
 from sdm.store import Record, Store
 
 
@@ -114,3 +115,35 @@ def test_store_path_for_stays_inside(tmp_path):
 
     with pytest.raises(UnsafeFile):
         store.path_for("lora", "evil")
+
+
+def _write_records(root: str, worker: int, count: int) -> None:
+    from pathlib import Path
+
+    store = Store(Path(root))
+    for i in range(count):
+        path = Path(root) / "loras" / f"shared-{i % 5}.safetensors"
+        if not path.exists():
+            continue
+        store.write_record(path, Record(filename=path.name, type="lora", size=path.stat().st_size,
+                                        sha256=f"{worker:064x}", id=f"w{worker}"))
+
+
+def test_concurrent_processes_writing_records_leave_them_whole(store):
+    import multiprocessing
+
+    (store / "loras").mkdir(parents=True)
+    for i in range(5):
+        (store / "loras" / f"shared-{i}.safetensors").write_bytes(lora_like(i))
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_write_records, args=(str(store), w, 200)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    items = list(Store(store).files())
+    assert len(items) == 5
+    # Every record is whole: one writer won each file, no torn or mixed JSON.
+    assert all(i.record is not None and i.record.id in {f"w{w}" for w in range(4)} for i in items)
+    assert not list((store / ".sdm").rglob("*.tmp"))

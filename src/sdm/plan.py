@@ -34,6 +34,7 @@ class PullOptions:
     force: bool = False
     no_verify_hash: bool = False
     allow_unsafe: bool = False
+    sidecars: bool = False
 
 
 @dataclass
@@ -68,6 +69,10 @@ class Plan:
     alternatives: list[tuple[str, Locator]] = field(default_factory=list)  # mirrors
     convert: bool = False  # pull this, then convert it to fp16 safetensors
     pinned: str | None = None  # sha256 a manifest demands (pull -f --frozen)
+    description: str = ""
+    trigger_words: tuple[str, ...] = ()
+    weight: float | None = None
+    civitai_info: dict[str, Any] | None = None  # the API's model-version object
 
     @property
     def converted_dest(self) -> Path:
@@ -146,6 +151,7 @@ class Planner:
                         opts: PullOptions) -> Plan:
         filename = variant.filename
         published: dict[str, str] = {}
+        info: dict[str, Any] = {}
         locator = self._locator_for(source, variant)
         needs_token = None
         if source.civitai:
@@ -173,6 +179,9 @@ class Planner:
         if variant.sha256:
             published = {"catalog": variant.sha256, **published}
         self._set_hashes(plan, published)
+        plan.description, plan.weight = model.description, model.hints.weight
+        plan.trigger_words = model.hints.trigger_words
+        plan.civitai_info = info if source.civitai else None
         return plan
 
     def _civitai_file(self, info: dict[str, Any], file_id: int | None, fmt: str | None,
@@ -254,7 +263,8 @@ class Planner:
                     # sizeKB is exact only for small files; the download's own size is checked.
                     size=exact if exact is not None and exact < 2 * 1024 * 1024 else None,
                     needs_token="CIVITAI_TOKEN" if info.get("requireAuth") else None,
-                    reasons=reasons)
+                    reasons=reasons, civitai_info=info,
+                    trigger_words=tuple(info.get("trainedWords") or ()))
         self._set_hashes(plan, {"Civitai": sha} if sha else {})
         return plan
 

@@ -122,6 +122,26 @@ def check_space(store: Store, plans: Sequence[Plan]) -> None:
                        f"(+{DISK_MARGIN} spare), {free} are free")
 
 
+A1111_VERSIONS = {"sd15": "SD1", "sd2": "SD2", "sdxl": "SDXL", "pony": "SDXL",
+                  "illustrious": "SDXL", "sdxl-refiner": "SDXL"}
+
+
+def write_sidecars(plan: Plan, dest: Path) -> None:
+    """Files existing tools read: A1111's NAME.json and Civitai Helper's NAME.civitai.info."""
+    from sdm.store import write_json_atomic
+
+    stem = dest.with_suffix("")
+    write_json_atomic(stem.with_name(stem.name + ".json"), {
+        "description": plan.description,
+        "sd version": A1111_VERSIONS.get(plan.base or "", "Unknown"),
+        "activation text": ", ".join(plan.trigger_words),
+        "preferred weight": plan.weight or 0,
+        "notes": f"installed by sdm from {plan.source}",
+    })
+    if plan.civitai_info:
+        write_json_atomic(stem.with_name(stem.name + ".civitai.info"), plan.civitai_info)
+
+
 def twin(store: Store, plan: Plan) -> Path | None:
     """Another file in the store with the sha256 this plan expects."""
     if not plan.sha256:
@@ -191,6 +211,8 @@ class Puller:
                     self.reporter.failed(plan, exc)
                     failures.append((plan, exc))
                     continue
+                if self.opts.sidecars:
+                    write_sidecars(plan, outcome.path)
                 outcomes.append(outcome)
                 self.reporter.done(outcome)
         except BaseException:

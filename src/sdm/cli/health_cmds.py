@@ -146,6 +146,10 @@ def remove(
     for item in items:
         item.path.unlink(missing_ok=True)
         the_store.remove_record(item.path)
+        stem = item.path.with_suffix("")
+        for sidecar in (stem.with_name(stem.name + ".json"),
+                        stem.with_name(stem.name + ".civitai.info")):
+            sidecar.unlink(missing_ok=True)
         echo(f"removed {item.path}")
 
 

@@ -67,6 +67,8 @@ def pull(
     no_verify_hash: Annotated[bool, typer.Option("--no-verify-hash", help="Accept a file whose "
                                                  "sha256 differs from the published one (warns)."
                                                  )] = False,
+    sidecars: Annotated[bool, typer.Option("--sidecars", help="Also write A1111's NAME.json and, "
+                                           "for Civitai files, NAME.civitai.info.")] = False,
     frozen: Annotated[bool, typer.Option("--frozen", help="With -f: every entry must carry a "
                                          "sha256 and every file must match it.")] = False,
     convert: Annotated[bool, typer.Option("--convert", help="With --fp16: when no fp16 variant "
@@ -105,7 +107,7 @@ def pull(
                         weights="pruned" if pruned else "full" if full else None,
                         format=fmt, variant=variant),
         type=model_type[0] if model_type else None, force=force, no_verify_hash=no_verify_hash,
-        allow_unsafe=allow_unsafe)
+        allow_unsafe=allow_unsafe, sidecars=sidecars)
     entries = [single(s, base) for s in specs or []]
     if file is not None:
         entries += read(file, base)
