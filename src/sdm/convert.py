@@ -302,11 +302,9 @@ class _BackgroundSha256(threading.Thread):
         self.start()
 
     def run(self) -> None:
-        digest = hashlib.sha256()
-        with open(self.path, "rb") as fh:
-            while chunk := fh.read(8 * 1024 * 1024):
-                digest.update(chunk)
-        self.digest = digest.hexdigest()
+        from sdm.formats.hashes import sha256_file
+
+        self.digest = sha256_file(self.path)
 
     def result(self) -> str:
         self.join()

@@ -6,7 +6,6 @@ only after size, sha256 and header checks does os.replace() move the file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import threading
@@ -29,6 +28,7 @@ from sdm.errors import (
     UnsafeFile,
     VerificationFailed,
 )
+from sdm.formats.hashes import sha256_file
 from sdm.plan import Plan, PullOptions
 from sdm.store import PARTIAL_SUFFIX, Record, Store
 from sdm.verify import check_digest, check_header
@@ -69,14 +69,6 @@ class Tuning:
 
 def partial_path(dest: Path) -> Path:
     return dest.with_name(dest.name + PARTIAL_SUFFIX)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(4 * 1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def existing(store: Store, plan: Plan) -> Record | None:

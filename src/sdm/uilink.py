@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sdm.errors import BadInput, SdmError
+from sdm.formats.hashes import sha256_file
 from sdm.layouts import LAYOUTS
 from sdm.store import META_DIR, Store, write_json_atomic
 
@@ -142,15 +143,8 @@ def _still_ours(target: Path, source: Path, how: str) -> bool:
         return False
     if how == "hardlink":
         return os.path.samefile(target, source)
-    return target.stat().st_size == source.stat().st_size and _sha(target) == _sha(source)
-
-
-def _sha(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(8 * 1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return target.stat().st_size == source.stat().st_size and (
+        sha256_file(target) == sha256_file(source))
 
 
 def _read(path: Path) -> dict[str, Any]:

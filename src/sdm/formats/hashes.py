@@ -55,3 +55,11 @@ def compute(path: Path, safetensors: bool | None = None) -> Hashes:
             fh.seek(AUTOV1_AT)
             autov1 = hashlib.sha256(fh.read(AUTOV1_LEN)).hexdigest()[:8]
     return Hashes(full.hexdigest(), autov1, after.hexdigest() if after is not None else None)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
