@@ -10,7 +10,8 @@ import yaml
 
 from sdm.catalog import BASES, MODEL_TYPES, load
 from sdm.catalog.load import builtin_dir
-from sdm.catalog.schema import Base, ModelType
+from sdm.catalog.model import FORMATS, PRECISIONS, WEIGHTS
+from sdm.catalog.schema import Base, Format, ModelType, Precision, Weights
 
 GOOD = {
     "id": "my-model",
@@ -42,6 +43,9 @@ def test_shipped_catalog_passes_check(sdm):
 def test_literals_match_tuples():
     assert set(ModelType.__args__) == set(MODEL_TYPES)
     assert set(Base.__args__) == set(BASES)
+    assert set(Format.__args__) == set(FORMATS)
+    assert set(Precision.__args__) == set(PRECISIONS)
+    assert set(Weights.__args__) == set(WEIGHTS)
 
 
 SEED_MODELS = ["sd15", "sdxl", "flux-dev", "realistic-vision", "dreamshaper", "juggernaut-xl",

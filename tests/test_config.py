@@ -72,5 +72,6 @@ def test_broken_config_file_is_one_line(sdm, tmp_path):
 def test_config_list_shows_origins(sdm, monkeypatch):
     monkeypatch.setenv("SDM_PARALLEL", "2")
     data = sdm("config", "list", "--json").json()
-    assert data["parallel"] == {"value": 2, "origin": "env:SDM_PARALLEL"}
+    assert data["parallel"] == {"value": 2, "origin": "env:SDM_PARALLEL",
+                                "help": "files downloaded at once"}
     assert data["connections"]["origin"] == "default"

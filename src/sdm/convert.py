@@ -24,7 +24,6 @@ from typing import Any
 from sdm.errors import BadInput, UnsafeFile, VerificationFailed
 
 CHUNK = 16 * 1024 * 1024
-FLOAT_DTYPES = ("F32", "F64", "BF16", "F16")
 ITEMSIZE = {"F32": 4, "F64": 8, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
             "U8": 1, "BOOL": 1}
 NUMPY = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",

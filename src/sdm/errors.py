@@ -6,7 +6,6 @@ optional hint) on stderr and exits with the code. Anything else is a bug.
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 

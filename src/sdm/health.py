@@ -13,8 +13,6 @@ from sdm.download.lock import is_held as lock_held
 from sdm.errors import SdmError
 from sdm.store import PARTIAL_SUFFIX, Installed, Store
 
-STALE_AFTER = 24 * 3600  # an untouched partial download older than this is stale
-
 
 @dataclass
 class Check:
@@ -76,10 +74,6 @@ class Partial:
     size: int | None
     age: float  # seconds since last touched
     active: bool  # a live sdm holds its lock
-
-    @property
-    def stale(self) -> bool:
-        return not self.active and self.age > STALE_AFTER
 
 
 def partials(store: Store) -> list[Partial]:

@@ -71,10 +71,10 @@ def config_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
     found = {name: current.setting(name) for name in KEYS}
     if as_json:
         print_json({n: {"value": _shown(n, s.value) if KEYS[n].secret else s.value,
-                        "origin": s.origin} for n, s in found.items()})
+                        "origin": s.origin, "help": KEYS[n].help} for n, s in found.items()})
         return
-    rows = [[n, _shown(n, s.value) or "-", s.origin] for n, s in found.items()]
-    print_table(["KEY", "VALUE", "FROM"], rows)
+    rows = [[n, _shown(n, s.value) or "-", s.origin, KEYS[n].help] for n, s in found.items()]
+    print_table(["KEY", "VALUE", "FROM", "WHAT"], rows)
 
 
 @config_app.command("path", epilog="Example:\n\n  sdm config path")
