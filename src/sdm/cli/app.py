@@ -1,6 +1,5 @@
 """The typer application, its global options and the shared settings."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any

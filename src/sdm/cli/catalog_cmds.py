@@ -1,6 +1,5 @@
 """Commands that read the catalog: search, info, catalog check."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -44,7 +43,7 @@ def check_choices(values: list[str] | None, allowed: tuple[str, ...], what: str)
     return out
 
 
-def source_json(source: Source) -> dict[str, Any]:
+def source_json(source: "Source") -> dict[str, Any]:
     data: dict[str, Any] = {"type": source.kind, "uri": source.describe()}
     if source.hf:
         data.update(repo=source.hf.repo, path=source.hf.path, revision=source.hf.revision)
@@ -56,7 +55,7 @@ def source_json(source: Source) -> dict[str, Any]:
     return data
 
 
-def variant_json(model: Model, variant: Variant) -> dict[str, Any]:
+def variant_json(model: "Model", variant: "Variant") -> dict[str, Any]:
     return {
         "name": variant.name,
         "default": variant.name == model.default.name,
@@ -74,7 +73,7 @@ def variant_json(model: Model, variant: Variant) -> dict[str, Any]:
     }
 
 
-def model_summary(model: Model) -> dict[str, Any]:
+def model_summary(model: "Model") -> dict[str, Any]:
     return {
         "id": model.id,
         "name": model.name,
@@ -90,7 +89,7 @@ def model_summary(model: Model) -> dict[str, Any]:
     }
 
 
-def model_json(model: Model, origin: Path | None) -> dict[str, Any]:
+def model_json(model: "Model", origin: Path | None) -> dict[str, Any]:
     data = model_summary(model)
     data.update(
         homepage=model.homepage,
@@ -146,7 +145,7 @@ def info(
     _render_info(model)
 
 
-def _render_info(model: Model) -> None:
+def _render_info(model: "Model") -> None:
     facts = [
         ("id", model.id + (f"  (aliases: {', '.join(model.aliases)})" if model.aliases else "")),
         ("type", f"{model.type}, {model.kind}, base {model.base}"),

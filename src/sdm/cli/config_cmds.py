@@ -1,6 +1,5 @@
 """sdm config get|set|unset|list|path."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

@@ -1,6 +1,5 @@
 """sdm convert: pickle checkpoints to safetensors, fp16 and pruned, without torch."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated

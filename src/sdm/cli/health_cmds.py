@@ -1,6 +1,5 @@
 """Commands that look after the store: probe, verify, clean, rm, du."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated

@@ -1,6 +1,5 @@
 """sdm import: adopt model files already on disk."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated

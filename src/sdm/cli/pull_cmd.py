@@ -1,6 +1,5 @@
 """sdm pull: parse options, plan, check space, transfer, report."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -149,7 +148,7 @@ def pull(
         raise typer.Exit(max(e.exit_code for _, e in failures))
 
 
-def _pin(plan: Plan, entry: Entry, frozen: bool) -> Plan:
+def _pin(plan: "Plan", entry: "Entry", frozen: bool) -> "Plan":
     """--frozen: the manifest's sha256 is the only acceptable one."""
     from sdm.errors import VerificationFailed
 
@@ -169,7 +168,7 @@ def _pin(plan: Plan, entry: Entry, frozen: bool) -> Plan:
     return plan
 
 
-def _plan(planner: Planner, spec: str, options: PullOptions, convert: bool) -> Plan:
+def _plan(planner: "Planner", spec: str, options: "PullOptions", convert: bool) -> "Plan":
     """A plan; with --convert, an unmet --fp16 becomes "pull the best, then convert"."""
     from dataclasses import replace
 
@@ -188,7 +187,7 @@ def _plan(planner: Planner, spec: str, options: PullOptions, convert: bool) -> P
     return plan
 
 
-def _reporter(quiet: bool, as_json: bool) -> LineReporter:
+def _reporter(quiet: bool, as_json: bool) -> "LineReporter":
     from sdm.cli.progress import LineReporter, RichReporter
 
     if stdout_is_tty() and not quiet and not as_json:
@@ -196,7 +195,7 @@ def _reporter(quiet: bool, as_json: bool) -> LineReporter:
     return LineReporter(quiet=quiet, as_json=as_json)
 
 
-def _print_plan(plans: list[Plan], as_json: bool) -> None:
+def _print_plan(plans: list["Plan"], as_json: bool) -> None:
     rows = []
     for plan in plans:
         rows.append({

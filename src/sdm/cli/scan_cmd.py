@@ -1,6 +1,5 @@
 """sdm scan: is this pickle-based checkpoint safe to load?"""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated

@@ -1,6 +1,5 @@
 """Commands that read the store: list."""
 
-from __future__ import annotations
 
 from typing import Any
 
