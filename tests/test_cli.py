@@ -93,3 +93,30 @@ def test_no_color_and_pipes_give_plain_text(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "\x1b" not in result.stdout
+
+
+def test_the_wheel_ships_the_catalog_and_runs_from_anywhere(tmp_path):
+    """Build the wheel, unpack it, and run sdm from it with the source tree out of reach."""
+    pytest.importorskip("hatchling")
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps",
+                            "--no-build-isolation", "-w", str(tmp_path / "dist")],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    wheel = next((tmp_path / "dist").glob("sdm_cli-*.whl"))
+    unpacked = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        archive.extractall(unpacked)
+    assert "sdm/_catalog/checkpoints.yaml" in names
+    env = dict(os.environ, PYTHONPATH=str(unpacked))
+    code = ("import sys; from sdm.catalog.load import builtin_dir; "
+            "sys.stdout.write(str(builtin_dir()))")
+    where = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert where.stdout == str(unpacked / "sdm" / "_catalog"), where
+    result = subprocess.run([sys.executable, "-m", "sdm", "search", "realistic", "--json"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and '"realistic-vision"' in result.stdout, result.stderr
