@@ -217,9 +217,11 @@ def test_rm_needs_yes_without_a_terminal(sdm, installed):
     assert result.code == 2 and "--yes" in result.err
     assert target.exists()
     assert sdm("rm", "no-such-thing", "--yes").code == 2
+    assert sdm("rm", "a", "--yes").code == 0  # a file name, as sdm list shows it
+    assert not (installed / "checkpoints" / "a.safetensors").exists()
     assert sdm("rm", str(target), "--yes").code == 0
     assert not target.exists()
-    assert [i["filename"] for i in sdm("list", "--json").json()] == ["a.safetensors"]
+    assert sdm("list", "--json").json() == []
 
 
 def test_du_sums_by_type_and_base(sdm, installed):

@@ -69,6 +69,8 @@ def _select(args: list[str] | None) -> list[Installed]:
             model = catalog.find(arg)
             wanted = model.id if model else arg
             matches = [i for i in items if i.id == wanted]
+        if not matches:  # a file name as sdm list shows it, with or without its extension
+            matches = [i for i in items if arg in (i.path.name, i.path.stem)]
         if not matches:
             raise BadInput(f"'{arg}' is neither an installed model id nor a file in the store",
                            hint="see: sdm list")
@@ -129,7 +131,8 @@ def clean(dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what woul
              "  sdm rm ~/models/loras/old.safetensors --yes")
 @handle_errors
 def remove(
-    targets: Annotated[list[str], typer.Argument(metavar="ID|PATH...", help="What to remove.")],
+    targets: Annotated[list[str], typer.Argument(metavar="ID|NAME|PATH...",
+                                                 help="Model ids, file names or paths.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
     """Delete installed model files and their records."""
