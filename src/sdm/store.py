@@ -109,6 +109,7 @@ class Store:
 
         self.root = root
         self.layout = layout
+        self._by_sha256: dict[str, Path] | None = None
         self.folders = {t: d for t, d in LAYOUTS[layout].items() if d is not None}
 
     @property
@@ -145,6 +146,8 @@ class Store:
     def write_record(self, path: Path, record: Record) -> None:
         record.mtime_ns = path.stat().st_mtime_ns
         write_json_atomic(self._record_path(path), asdict(record))
+        if self._by_sha256 is not None:
+            self._by_sha256[record.sha256] = path
 
     def read_record(self, path: Path, stat: os.stat_result | None = None) -> Record | None:
         """The record for path, or None when missing, unreadable or stale."""
@@ -161,6 +164,7 @@ class Store:
 
     def remove_record(self, path: Path) -> None:
         self._record_path(path).unlink(missing_ok=True)
+        self._by_sha256 = None
 
     def files(self, types: Iterable[str] = ()) -> Iterator[Installed]:
         """Every model file in the type folders, read from disk."""
@@ -186,8 +190,10 @@ class Store:
                 yield Installed(path, model_type, stat.st_size, record)
 
     def by_sha256(self) -> dict[str, Path]:
-        """Every recorded file by its sha256: the store keeps one copy of each file."""
-        return {item.record.sha256: item.path for item in self.files() if item.record}
+        """Every recorded file by its sha256 (read once, then kept up to date by this object)."""
+        if self._by_sha256 is None:
+            self._by_sha256 = {i.record.sha256: i.path for i in self.files() if i.record}
+        return {sha: path for sha, path in self._by_sha256.items() if path.exists()}
 
     def partials(self) -> Iterator[Path]:
         for model_type in self.types:
