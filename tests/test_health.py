@@ -56,6 +56,10 @@ FILES = {
     "kohya-metadata": (st({"some.weights": (4, 4)}, metadata={
         "ss_network_module": "networks.lora", "ss_base_model_version": "sdxl_base_v1-0"}),
         "lora", "sdxl"),
+    "pony-by-metadata": (st({f"{UNET}input_blocks.0.0.weight": (8, 4, 3, 3),
+                             "conditioner.embedders.1.model.ln_final.weight": (16,)},
+                            metadata={"modelspec.title": "Pony Diffusion V6 XL"}),
+                         "checkpoint", "pony"),
     "modelspec": (st({"x": (4, 4)}, metadata={
         "modelspec.architecture": "stable-diffusion-xl-v1-base/lora"}), "lora", "sdxl"),
     "kohya-embedding": (st({"emb_params": (2, 768)}), "embedding", "sd15"),

@@ -127,3 +127,20 @@ def test_pull_links_a_file_the_store_already_has(sdm, hub, store, tmp_path, monk
     assert os.path.samefile(store / "loras" / "same_lora.safetensors",
                             store / "loras" / "my_copy.safetensors")
     assert {i["id"] for i in sdm("list", "--json").json()} == {"same", None}
+
+
+def test_unknown_pickles_need_allow_unsafe_and_dangerous_ones_never_pass(sdm, store, tmp_path):
+    from modelfiles import zip_with
+
+    folder = tmp_path / "Lora"
+    folder.mkdir()
+    (folder / "odd.pt").write_bytes(zip_with({"archive/data.pkl": b"\x80\x02cmymodule\nX\n)R.",
+                                              "archive/version": b"3\n"}))
+    (folder / "evil.pt").write_bytes(b"\x80\x02cposix\nsystem\nX\x04\x00\x00\x00trueR.")
+    result = sdm("import", str(folder), "--json")
+    assert result.code == 1 and {r["status"] for r in result.json()} == {"skipped"}
+    result = sdm("import", str(folder), "--allow-unsafe", "--json")
+    by_name = {os.path.basename(r["path"]): r for r in result.json()}
+    assert by_name["odd.pt"]["status"] == "imported" and by_name["odd.pt"]["type"] == "lora"
+    assert by_name["evil.pt"]["status"] == "skipped"
+    assert not (store / "loras" / "evil.pt").exists()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdm.errors import SdmError
+from sdm.errors import SdmError, UnsafeFile
 from sdm.store import MODEL_SUFFIXES, Record, Store
 
 # Folder names UIs use, onto sdm's types (A1111/Forge, ComfyUI, InvokeAI).
@@ -110,8 +110,22 @@ def claim(tmp: Path, dest: Path) -> None:
     tmp.unlink()
 
 
+def _unknown_pickle(path: Path, error: UnsafeFile, allow_unsafe: bool) -> Any:
+    """With --allow-unsafe, a pickle of unknown (never dangerous) imports is taken as is."""
+    from sdm.formats.hashes import compute
+    from sdm.formats.pickle_scan import scan
+    from sdm.formats.probe import Probe
+
+    if not allow_unsafe or scan(path).verdict != "unknown":
+        return None
+    found = Probe(path, path.suffix.lstrip(".").lower() or "pt")
+    found.sha256 = compute(path, False).sha256
+    found.evidence.append(f"accepted with --allow-unsafe: {error.message}")
+    return found
+
+
 def import_files(store: Store, paths: list[Path], catalog: Any, mode: str = "hardlink",
-                 forced_type: str | None = None) -> list[Imported]:
+                 forced_type: str | None = None, allow_unsafe: bool = False) -> list[Imported]:
     from sdm.formats.probe import probe
 
     store.ensure_dirs()
@@ -123,6 +137,11 @@ def import_files(store: Store, paths: list[Path], catalog: Any, mode: str = "har
             continue  # already inside the store
         try:
             found = probe(path, catalog)
+        except UnsafeFile as exc:
+            found = _unknown_pickle(path, exc, allow_unsafe)
+            if found is None:
+                results.append(Imported(path, "skipped", reason=exc.message))
+                continue
         except SdmError as exc:
             results.append(Imported(path, "skipped", reason=exc.message))
             continue

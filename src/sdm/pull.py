@@ -318,7 +318,8 @@ class Puller:
                                      f"{found.type} ({why})")
         family = {"pony": "sdxl", "illustrious": "sdxl"}
         warnings = []
-        if found.base and plan.base and family.get(plan.base, plan.base) != found.base:
+        if found.base and plan.base and (family.get(plan.base, plan.base)
+                                         != family.get(found.base, found.base)):
             warnings.append(f"{plan.filename} should be {plan.base} but looks like {found.base} "
                             f"({why})")
         plan.base = plan.base or found.base

@@ -24,6 +24,9 @@ def import_(
                                        "originals).")] = False,
     type_: Annotated[str | None, typer.Option("--type", "-t", help="Force the type.",
                                               show_default=False)] = None,
+    allow_unsafe: Annotated[bool, typer.Option("--allow-unsafe", help="Accept pickle files whose "
+                                               "imports sdm does not know (never dangerous "
+                                               "ones).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Adopt model files into the store, each probed and named by the catalog when known.
@@ -41,7 +44,8 @@ def import_(
         raise BadInput(f"no such file or folder: {', '.join(missing)}")
     forced = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
     mode = "move" if move else "copy" if copy else "symlink" if link else "hardlink"
-    results = import_files(store(), paths, load(), mode, forced[0] if forced else None)
+    results = import_files(store(), paths, load(), mode, forced[0] if forced else None,
+                           allow_unsafe)
     if as_json:
         print_json([{"path": str(r.path), "status": r.status,
                      "dest": str(r.dest) if r.dest else None, "id": r.id, "type": r.type,

@@ -50,10 +50,13 @@ def list_installed(type_: TypeOpt = None, base: BaseOpt = None, as_json: JsonOpt
         echo("Find one with 'sdm search', then install it with 'sdm pull ID'.")
         return
     rows = [[i.id or "unknown", i.type, (i.record.base if i.record else None) or "?",
-             (i.record.precision if i.record else None) or "?",
-             i.record.sha256[:10] if i.record else "-", human_size(i.size), str(i.path)]
+             (i.record.precision if i.record else None) or "?", human_size(i.size),
+             i.record.sha256[:10] if i.record else "-",
+             "yes" if i.record and i.record.verified else "no",
+             (i.record.source if i.record else None) or "-", str(i.path)]
             for i in items]
-    print_table(["ID", "TYPE", "BASE", "PREC", "AUTOV2", "SIZE", "PATH"], rows)
+    print_table(["ID", "TYPE", "BASE", "PREC", "SIZE", "AUTOV2", "VERIFIED", "SOURCE", "PATH"],
+                rows)
 
 
 @app.command("export", epilog="Examples:\n\n  sdm export > models.yaml\n\n"

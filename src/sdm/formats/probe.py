@@ -91,6 +91,13 @@ def probe(path: Path, catalog: Any = None, with_hashes: bool = True) -> Probe:
     result.metadata = {k: v[:200] for k, v in metadata.items()
                        if k.startswith("modelspec.") or k in KEPT_METADATA}
     _classify(result, shapes, metadata, raw)
+    if result.base == "sdxl":
+        # Pony has no structural marker: only its trainer's metadata can say so.
+        named = " ".join(metadata.get(k, "") for k in ("modelspec.title", "ss_sd_model_name",
+                                                        "ss_output_name", "modelspec.description"))
+        if "pony" in named.lower():
+            result.base = "pony"
+            result.evidence.append("metadata names Pony (an SDXL fine-tune)")
     result.precision = _precision(shapes)
     if result.type == "checkpoint":
         result.ema = any(n.startswith("model_ema.") for n in shapes)
