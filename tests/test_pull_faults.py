@@ -295,3 +295,31 @@ def test_two_pulls_of_one_file_at_once_do_not_corrupt_it(hub, store):
     assert statuses == ["downloaded", "present"]
     assert placed(store, "c.safetensors").read_bytes() == data
     assert hub.bytes_sent("c.safetensors") <= len(data) + 2
+
+
+def test_ctrl_c_keeps_the_partial_file_and_the_next_pull_resumes(hub, store):
+    data = big_safetensors(4)
+    hosted = hub.add_hf("o/r", "int.safetensors", data, rate=400_000)
+    env = dict(os.environ, SDM_SEGMENT_THRESHOLD="1M")
+    args = [installed_sdm(), "pull", "hf://o/r/int.safetensors", "--type", "checkpoint", "-c", "2"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
+    partial = placed(store, "int.safetensors.sdm-partial")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (partial.exists() and partial.stat().st_size):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    state = json.loads(Path(str(partial) + ".json").read_text())
+    kept = sum(e - s for s, e in state["done"])
+    assert 0 < kept < len(data)
+    assert not placed(store, "int.safetensors").exists()
+    hosted.faults.rate = None
+    result = subprocess.run([*args, "--json"], env=env, capture_output=True, text=True,
+                            timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "resumed"
+    assert placed(store, "int.safetensors").read_bytes() == data
