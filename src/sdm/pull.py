@@ -304,12 +304,12 @@ class Puller:
         return Outcome(plan, status, plan.dest, result.size, result.sha256,
                        time.monotonic() - started, tuple(warnings))
 
-    def _probe(self, plan: Plan, partial: Path) -> list[str]:
+    def _probe(self, plan: Plan, partial: Path, scanned: bool) -> list[str]:
         """The file must be what the plan says it is; its probe fills in what the plan lacks."""
         from sdm.formats.probe import probe
 
         try:
-            found = probe(partial, with_hashes=False)
+            found = probe(partial, with_hashes=False, scanned=scanned)
         except SdmError:
             return []  # unreadable by the probe (e.g. a pickle allowed with --allow-unsafe)
         why = "; ".join(found.evidence)
@@ -355,9 +355,10 @@ class Puller:
             expected.setdefault("Hugging Face" if plan.source.startswith("hf://") else "the hub",
                                 result.location.sha256)
         # The header first: an HTML page is reported as such, not as a bad hash.
-        if check_header(partial, plan.format) == "pickle":
+        kind = check_header(partial, plan.format)
+        if kind == "pickle":
             warnings += self._scan(plan, partial)
-        warnings += self._probe(plan, partial)
+        warnings += self._probe(plan, partial, scanned=kind == "pickle")
         for who, sha in expected.items():
             if sha == result.sha256:
                 continue

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sdm.download.http import RETRY_STATUSES, Credentials, error_message, make_client, retry_delay
 from sdm.download.ranges import RangeSet
@@ -46,7 +46,6 @@ class Location:
     ranges: bool
     sha256: str | None = None  # the hub's published hash, when it has one
     filename: str | None = None  # from Content-Disposition, a last resort
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Locator = Callable[["httpx.Client"], Location]

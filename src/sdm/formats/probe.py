@@ -58,9 +58,12 @@ class Probe:
 Shapes = dict[str, tuple[str, tuple[int, ...]]]  # name -> (dtype, shape)
 
 
-def probe(path: Path, catalog: Any = None, with_hashes: bool = True) -> Probe:
+def probe(path: Path, catalog: Any = None, with_hashes: bool = True,
+          scanned: bool = False) -> Probe:
     """Classify a file; VerificationFailed or UnsafeFile (exit 1) when it is not a model,
-    is damaged, or is a pickle that is not safe to read."""
+    is damaged, or is a pickle that is not safe to read. scanned: the caller already
+    ran the pickle scanner on this file (the restricted reader still refuses any
+    import it does not know)."""
     from sdm.formats.sniff import sniff
 
     sniffed = sniff(path)
@@ -78,7 +81,7 @@ def probe(path: Path, catalog: Any = None, with_hashes: bool = True) -> Probe:
         metadata = header.metadata
         fmt = "safetensors"
     elif sniffed.kind in ("zip", "pickle", "legacy-torch"):
-        shapes, raw = _pickle_shapes(path)
+        shapes, raw = _pickle_shapes(path, scanned)
         fmt = {"zip": "ckpt", "pickle": "pt", "legacy-torch": "ckpt"}[sniffed.kind]
     elif sniffed.kind == "gguf":
         result = Probe(path, "gguf")
@@ -124,12 +127,12 @@ def _finish(result: Probe, catalog: Any, with_hashes: bool) -> Probe:
     return result
 
 
-def _pickle_shapes(path: Path) -> tuple[Shapes, Any]:
+def _pickle_shapes(path: Path, scanned: bool) -> tuple[Shapes, Any]:
     from sdm.formats.pickle_scan import scan
     from sdm.formats.torch_reader import Checkpoint
 
-    verdict = scan(path)
-    if verdict.verdict != "safe":
+    verdict = None if scanned else scan(path)
+    if verdict is not None and verdict.verdict != "safe":
         raise UnsafeFile(f"{path}: not read, its pickle is {verdict.verdict} "
                          f"({'; '.join(verdict.reasons[:2])})", hint=f"see: sdm scan {path}")
     try:

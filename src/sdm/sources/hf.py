@@ -70,7 +70,6 @@ def locator(endpoint: str, repo: str, revision: str, path: str, creds: Credentia
         linked = response.headers.get("x-linked-size")
         if linked and linked.isdigit() and location.size is None:
             location.size = int(linked)
-        location.extra["commit"] = response.headers.get("x-repo-commit")
         return location
 
     return locate
