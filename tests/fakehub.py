@@ -29,6 +29,7 @@ class Faults:
     status: int | None = None  # answer this status...
     status_times: int = 0  # ...for this many requests
     retry_after: str | None = None
+    ratelimit: str | None = None  # Hugging Face's RateLimit header on those answers
     fail_from: int | None = None  # from the Nth request of this file on, answer 500
     stall_after: int | None = None  # send this many bytes, then go silent...
     stall_times: int = 0  # ...for this many requests
@@ -285,6 +286,8 @@ class FakeHub:
         if f.status and f.status_times > 0:
             f.status_times -= 1
             headers = {"Retry-After": f.retry_after} if f.retry_after else {}
+            if f.ratelimit:
+                headers["RateLimit"] = f.ratelimit
             return self._reply(h, seen, f.status, b"busy", headers)
         if f.html:
             return self._reply(h, seen, 200, b"<!DOCTYPE html>\n<html><title>Log in</title></html>",

@@ -60,6 +60,34 @@ def test_429_retry_after_is_honoured(sdm, hub, store):
     assert cdn[1].at - cdn[0].end >= 0.9
 
 
+def test_hugging_face_ratelimit_header_is_honoured(sdm, hub, store):
+    data = sd15_like(12)
+    hub.add_hf("o/r", "hfrl.safetensors", data, status=429, status_times=1,
+               ratelimit='"resolvers";r=0;t=1')
+    assert pull_hf(sdm, "o/r", "hfrl.safetensors").code == 0
+    cdn = hub.cdn_requests()
+    assert cdn[0].status == 429
+    assert cdn[1].at - cdn[0].end >= 0.9  # waited the t=1 the header asked for
+
+
+def _overlap(requests, a: str, b: str) -> bool:
+    first = [r for r in requests if a in r.path and r.body_bytes > 1]
+    second = [r for r in requests if b in r.path and r.body_bytes > 1]
+    return any(x.at < y.end and y.at < x.end for x in first for y in second)
+
+
+def test_several_files_download_in_parallel_up_to_the_bound(sdm, hub, store):
+    for name in ("p1", "p2"):
+        hub.add_hf("o/r", f"{name}.safetensors", big_safetensors(1, seed=len(name)),
+                   rate=2_000_000)
+    specs = ["hf://o/r/p1.safetensors", "hf://o/r/p2.safetensors"]
+    assert sdm("pull", *specs, "--type", "checkpoint", "--parallel", "2").code == 0
+    assert _overlap(hub.cdn_requests(), "p1.safetensors", "p2.safetensors")
+    hub.requests.clear()
+    assert sdm("pull", *specs, "--type", "checkpoint", "--parallel", "1", "--force").code == 0
+    assert not _overlap(hub.cdn_requests(), "p1.safetensors", "p2.safetensors")
+
+
 def test_endless_errors_give_up_with_a_resume_hint(sdm, hub, store):
     hub.add_hf("o/r", "down.safetensors", sd15_like(3), status=503, status_times=100)
     result = pull_hf(sdm, "o/r", "down.safetensors")
