@@ -37,7 +37,8 @@ class Faults:
     html: bool = False  # a 200 HTML page instead of the file
     no_ranges: bool = False  # ignore Range
     change_etag_after: int | None = None  # after N requests, serve new content + ETag
-    rate: float | None = None  # bytes per second per request (for kill -9 tests)
+    rate: float | None = None  # bytes per second per request (for kill -9 tests)...
+    slow_start: int | None = None  # ...or only for the request whose range starts here
     disposition: str | None = None  # Content-Disposition file name
 
 
@@ -61,6 +62,7 @@ class Seen:
     headers: dict[str, str]
     status: int = 0
     body_bytes: int = 0
+    peer: int = 0  # the client's port: one per TCP connection
     at: float = field(default_factory=time.monotonic)
     end: float = 0.0
 
@@ -170,7 +172,8 @@ class FakeHub:
 
     def _record(self, handler: BaseHTTPRequestHandler, host: str) -> Seen:
         seen = Seen(host, handler.command, handler.path,
-                    {k.lower(): v for k, v in handler.headers.items()})
+                    {k.lower(): v for k, v in handler.headers.items()},
+                    peer=handler.client_address[1])
         with self.lock:
             self.requests.append(seen)
         return seen
@@ -325,7 +328,8 @@ class FakeHub:
         if stall:
             f.stall_times -= 1
             limit = min(limit, f.stall_after or 0)
-        self._send_body(h, seen, body[:limit], f.rate)
+        rate = f.rate if f.slow_start is None or f.slow_start == start else None
+        self._send_body(h, seen, body[:limit], rate)
         if stall:
             time.sleep(3)  # longer than the client's stall timeout in these tests
         if limit < len(body):
@@ -343,3 +347,55 @@ class FakeHub:
                     time.sleep(len(chunk) / rate)
         except (BrokenPipeError, ConnectionResetError):
             h.close_connection = True
+
+
+class FakeProxy:
+    """A forward HTTP proxy on 127.0.0.1 that records the URLs it carried."""
+
+    HOP_BY_HOP = frozenset({"connection", "proxy-connection", "keep-alive", "te", "trailer",
+                            "transfer-encoding", "upgrade", "proxy-authorization"})
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                import http.client
+
+                proxy.urls.append(self.path)
+                target = urlsplit(self.path)
+                upstream = http.client.HTTPConnection(target.hostname or "", target.port or 80,
+                                                      timeout=10)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in FakeProxy.HOP_BY_HOP}
+                path = target.path + (f"?{target.query}" if target.query else "")
+                upstream.request(self.command, path, headers=headers)
+                answer = upstream.getresponse()
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in FakeProxy.HOP_BY_HOP:
+                        self.send_header(key, value)
+                self.end_headers()
+                try:
+                    while chunk := answer.read(64 * 1024):
+                        self.wfile.write(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+                upstream.close()
+
+            do_HEAD = do_GET
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

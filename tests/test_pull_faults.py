@@ -185,6 +185,41 @@ def test_segmented_download_uses_several_connections(sdm, hub, store, monkeypatc
     overlap = max(sum(1 for o in ranged if o.at < r.end and r.at < o.end) for r in ranged)
     assert overlap >= 3
     assert hub.bytes_sent("big.safetensors") == len(data) + 1  # + the one-byte probe
+    # Kept alive: each of the 4 connections carries several pieces.
+    assert len(ranged) > 4 and len({r.peer for r in ranged}) <= 4
+
+
+def test_an_idle_connection_takes_over_half_of_a_slow_piece(sdm, hub, store, monkeypatch):
+    monkeypatch.setenv("SDM_SEGMENT_THRESHOLD", "1M")
+    data = big_safetensors(24)
+    # The first piece (3 MiB of 24 on 2 connections) crawls; the rest is fast.
+    hub.add_hf("o/r", "tail.safetensors", data, rate=1_000_000, slow_start=0)
+    assert pull_hf(sdm, "o/r", "tail.safetensors", "-c", "2").code == 0
+    assert placed(store, "tail.safetensors").read_bytes() == data
+    ranges = [r.headers["range"].removeprefix("bytes=").split("-")
+              for r in hub.cdn_requests() if r.body_bytes > 1]
+    first_end = next(int(e) + 1 for s, e in ranges if s == "0")
+    taken = [int(s) for s, _ in ranges if 0 < int(s) < first_end]
+    assert taken, ranges  # a request for the second half of the slow piece
+    slow = next(r for r in hub.cdn_requests() if r.headers.get("range", "").startswith("bytes=0-"))
+    assert slow.body_bytes < first_end  # and the slow one stopped where that half begins
+
+
+def test_through_a_proxy_every_byte_goes_via_the_proxy(sdm, hub, store, monkeypatch):
+    from fakehub import FakeProxy
+
+    proxy = FakeProxy()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("SDM_SEGMENT_THRESHOLD", "1M")
+        data = big_safetensors(4)
+        hub.add_hf("o/r", "p.safetensors", data)
+        assert pull_hf(sdm, "o/r", "p.safetensors", "-c", "2").code == 0
+        assert placed(store, "p.safetensors").read_bytes() == data
+        via_proxy = [u for u in proxy.urls if u.startswith(hub.cdn_url)]
+        assert len(hub.cdn_requests()) > 2 and len(via_proxy) == len(hub.cdn_requests())
+    finally:
+        proxy.close()
 
 
 def test_resume_across_runs_transfers_only_the_missing_bytes(sdm, hub, store, monkeypatch):

@@ -121,11 +121,11 @@ def send(
     raise NetworkError(f"too many redirects for {creds.redact(url)}")
 
 
-def retry_delay(attempt: int, response: httpx.Response | None = None,
+def retry_delay(attempt: int, headers: Mapping[str, str] | None = None,
                 cap: float = 30.0) -> float:
     """Exponential backoff with full jitter, or what the server asked for."""
-    if response is not None:
-        asked = server_wait(response.headers)
+    if headers is not None:
+        asked = server_wait(headers)
         if asked is not None:
             return min(asked, 300.0)
     return random.uniform(0, min(cap, BACKOFF_BASE * 2**attempt))
@@ -162,13 +162,20 @@ def first_line(body: bytes, limit: int = 160) -> str:
 
 def error_message(response: httpx.Response) -> str:
     """The server's own words: X-Error-Message, a JSON error, or the first line."""
-    header = response.headers.get("x-error-message")
-    if header:
-        return str(header)
+    if response.headers.get("x-error-message"):
+        return error_text(response.headers, b"")
     try:
         body = response.read()
     except Exception:
-        return ""
+        body = b""
+    return error_text(response.headers, body)
+
+
+def error_text(headers: Mapping[str, str], body: bytes) -> str:
+    """error_message() for an answer whose headers and first body bytes are at hand."""
+    header = headers.get("x-error-message")
+    if header:
+        return str(header)
     try:
         import json
 

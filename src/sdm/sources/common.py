@@ -57,7 +57,7 @@ def request(
             continue
         status = response.status_code
         if status in RETRY_STATUSES and attempt < ATTEMPTS - 1:
-            delay = retry_delay(attempt, response)
+            delay = retry_delay(attempt, response.headers)
             response.close()
             time.sleep(delay)
             continue
