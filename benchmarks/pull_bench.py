@@ -158,7 +158,9 @@ def main() -> None:
                     work / "store" / "checkpoints" / name)
             for _ in range(args.rounds):
                 for tool, (cmd, target) in tools.items():
+                    # Every tool writes a new file: none pays for deleting the last round's.
                     shutil.rmtree(out, ignore_errors=True)
+                    shutil.rmtree(work / "store" / "checkpoints", ignore_errors=True)
                     out.mkdir()
                     elapsed, rss = timed(cmd, env)
                     got = sha256_of(target)

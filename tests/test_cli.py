@@ -75,9 +75,11 @@ def test_installed_script_error_is_one_line_no_traceback(tmp_path):
 
 @pytest.mark.parametrize("args", [["search", "realistic"], ["info", "sd15"], ["list"]])
 def test_read_commands_do_not_import_httpx(tmp_path, args):
-    code = ("import sys, runpy\n"
+    # The app, not main(): main() ends the process before the check could run.
+    code = ("import sys\n"
             f"sys.argv = ['sdm', *{args!r}]\n"
-            "try:\n    runpy.run_module('sdm', run_name='__main__')\n"
+            "from sdm.cli import app\n"
+            "try:\n    app()\n"
             "except SystemExit:\n    pass\n"
             "heavy = [m for m in ('httpx', 'safetensors', 'numpy') if m in sys.modules]\n"
             "sys.stderr.write('HEAVY=' + ','.join(heavy))\n")
