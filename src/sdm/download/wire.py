@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.request import getproxies
@@ -25,6 +26,12 @@ from sdm.download.http import USER_AGENT, ssl_context
 
 MAX_HEAD = 64 * 1024
 CONNECT_TIMEOUT = 20.0
+# Plain TCP only: wake the reader when this much has arrived, not for every
+# 64 KiB a rate-limited server sends (benchmarks/README.md). Scaled down to
+# what the connection delivers in BATCH_SECONDS, so a slow link is neither
+# held back nor taken for stalled; TLS records do not map onto it.
+MAX_LOWAT = 256 * 1024
+BATCH_SECONDS = 0.05
 
 
 class WireError(OSError):
@@ -87,7 +94,7 @@ class Response:
             raise Unsupported("a response body without Content-Length")
         if self.remaining == 0 or len(view) == 0:
             return 0
-        n = self.conn.readinto(view[: min(len(view), self.remaining)])
+        n = self.conn.readinto(view[: min(len(view), self.remaining)], self.remaining)
         if n == 0:
             raise WireError(f"connection closed {self.remaining} bytes before the end of the body")
         self.remaining -= n
@@ -136,6 +143,10 @@ class Connection:
             raise
         self.sock: socket.socket | None = sock
         self.pending = b""  # body bytes that arrived together with the head
+        self.batching = target.scheme == "http"
+        self.lowat = 1  # SO_RCVLOWAT as last set
+        self.batch = 1  # bytes to wait for, from the rate this body arrives at
+        self.last_read = 0.0
 
     @property
     def closed(self) -> bool:
@@ -146,7 +157,8 @@ class Connection:
             self.sock.close()
             self.sock = None
 
-    def readinto(self, view: memoryview) -> int:
+    def readinto(self, view: memoryview, left: int | None = None) -> int:
+        """Bytes into view; left (what the body still holds) allows batching the wake-ups."""
         if self.pending:
             n = min(len(view), len(self.pending))
             view[:n] = self.pending[:n]
@@ -154,7 +166,26 @@ class Connection:
             return n
         if self.sock is None:
             raise WireError("connection closed")
+        if left is not None and self.batching:
+            return self._batched_read(view, left)
+        self._set_lowat(1)
         return self.sock.recv_into(view)
+
+    def _batched_read(self, view: memoryview, left: int) -> int:
+        assert self.sock is not None
+        self._set_lowat(max(1, min(left, self.batch)))
+        n = self.sock.recv_into(view)
+        now = time.monotonic()
+        if self.last_read and now > self.last_read:
+            # The arrival rate since the last read (which took all there was), over a batch.
+            self.batch = min(MAX_LOWAT, int(n / (now - self.last_read) * BATCH_SECONDS))
+        self.last_read = now
+        return n
+
+    def _set_lowat(self, value: int) -> None:
+        if value != self.lowat and self.sock is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, value)
+            self.lowat = value
 
     def get(self, target: Target, headers: Mapping[str, str]) -> Response:
         if self.sock is None:
@@ -163,6 +194,8 @@ class Connection:
                  f"Host: {target.host_header()}", f"User-Agent: {USER_AGENT}",
                  "Accept-Encoding: identity"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
+        self._set_lowat(1)  # the head: read whatever arrives
+        self.batch, self.last_read = 1, 0.0
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         while True:
             head = self._read_head()
