@@ -11,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fakehub import CIVITAI_TOKEN, HF_TOKEN
-from modelfiles import big_safetensors, sd15_like
+from modelfiles import big_safetensors, safetensors_bytes, sd15_like
 
 
 def sha(data: bytes) -> str:
@@ -187,6 +188,17 @@ def test_segmented_download_uses_several_connections(sdm, hub, store, monkeypatc
     assert hub.bytes_sent("big.safetensors") == len(data) + 1  # + the one-byte probe
     # Kept alive: each of the 4 connections carries several pieces.
     assert len(ranged) > 4 and len({r.peer for r in ranged}) <= 4
+
+
+def test_a_slow_steady_link_is_not_taken_for_a_stalled_one(sdm, hub, store, monkeypatch):
+    # Reads wait for a batch of bytes; the batch must follow the link's pace.
+    monkeypatch.setenv("SDM_STALL_TIMEOUT", "1")
+    data = safetensors_bytes({"w": np.arange(80_000, dtype=np.float32)})
+    hub.add_hf("o/r", "slow.safetensors", data, rate=150_000)  # 2 s; 256 KiB would take 1.7
+    assert pull_hf(sdm, "o/r", "slow.safetensors").code == 0
+    assert placed(store, "slow.safetensors").read_bytes() == data
+    fetched = [r for r in hub.cdn_requests() if r.body_bytes > 1]
+    assert len(fetched) == 1  # one request: never restarted as stalled
 
 
 def test_an_idle_connection_takes_over_half_of_a_slow_piece(sdm, hub, store, monkeypatch):
