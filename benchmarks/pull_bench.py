@@ -144,8 +144,9 @@ def main() -> None:
             tools = {
                 "curl": (["curl", "-sS", "-o", str(out / name), url], out / name),
                 f"aria2c -x{n} -s{n} -k1M": (
-                    ["aria2c", "--console-log-level=warn", "--summary-interval=0", f"-x{n}", f"-s{n}", "-k1M", "--file-allocation=none",
-                     "--allow-overwrite=true", "-d", str(out), "-o", name, url], out / name),
+                    ["aria2c", "--console-log-level=warn", "--summary-interval=0", f"-x{n}",
+                     f"-s{n}", "-k1M", "--file-allocation=none", "--allow-overwrite=true",
+                     "-d", str(out), "-o", name, url], out / name),
                 f"sdm pull -c {n}": (
                     [args.sdm, "pull", url, "--type", "checkpoint", "-c", n, "--force",
                      "--quiet"], work / "store" / "checkpoints" / name),
