@@ -40,6 +40,7 @@ class Faults:
     rate: float | None = None  # bytes per second per request (for kill -9 tests)...
     slow_start: int | None = None  # ...or only for the request whose range starts here
     disposition: str | None = None  # Content-Disposition file name
+    chunked: bool = False  # bodies in chunked transfer encoding, without Content-Length
 
 
 @dataclass
@@ -317,9 +318,18 @@ class FakeHub:
         h.send_response(status)
         for k, v in headers.items():
             h.send_header(k, v)
+        body = data[start:end]
+        if f.chunked:
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+            for i in range(0, len(body), 64 * 1024):
+                part = body[i:i + 64 * 1024]
+                h.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                seen.body_bytes += len(part)
+            h.wfile.write(b"0\r\n\r\n")
+            return
         h.send_header("Content-Length", str(end - start))
         h.end_headers()
-        body = data[start:end]
         limit = len(body)
         if f.drop_after is not None and f.drop_times > 0:
             f.drop_times -= 1

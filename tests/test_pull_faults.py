@@ -217,6 +217,15 @@ def test_an_idle_connection_takes_over_half_of_a_slow_piece(sdm, hub, store, mon
     assert slow.body_bytes < first_end  # and the slow one stopped where that half begins
 
 
+def test_chunked_ranged_answers_are_read_through_httpx(sdm, hub, store, monkeypatch):
+    monkeypatch.setenv("SDM_SEGMENT_THRESHOLD", "1M")
+    data = big_safetensors(3)
+    hub.add_hf("o/r", "ch.safetensors", data, chunked=True)
+    result = pull_hf(sdm, "o/r", "ch.safetensors", "-c", "2")
+    assert result.code == 0, result
+    assert placed(store, "ch.safetensors").read_bytes() == data
+
+
 def test_through_a_proxy_every_byte_goes_via_the_proxy(sdm, hub, store, monkeypatch):
     from fakehub import FakeProxy
 
