@@ -4,7 +4,7 @@ httpx does everything else: probes, redirects, hub APIs, proxies and streams
 without ranges. For the body of a Range request, though, its per-read work
 (h11 copies every block twice more, and a chain of Python calls runs per
 read) costs more CPU than the transfer itself on a fast link: 1 GiB over 16
-loopback connections took 1.5-1.9 s through httpx and 0.6-0.9 s read from the
+loopback connections took 1.5-1.9 s through httpx and 0.6-1.35 s read from the
 socket straight into the buffer that goes to the file (benchmarks/README.md).
 
 This speaks just enough HTTP/1.1 for that: one GET at a time per connection,
