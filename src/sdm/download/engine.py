@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sdm.download import wire
+from sdm.download.hasher import PrefixHasher
 from sdm.download.http import (
     RETRY_STATUSES,
     Credentials,
@@ -31,16 +32,13 @@ from sdm.download.http import (
     make_client,
     retry_delay,
 )
-from sdm.download.ranges import RangeSet
+from sdm.download.ranges import MIB, RangeSet, carve
 from sdm.download.state import TransferState
 from sdm.errors import NetworkError, RemoteError, SdmError
 
 if TYPE_CHECKING:
     import httpx
 
-MIB = 1024 * 1024
-PIECES_PER_CONNECTION = 4  # pieces finish in waves, so the hash follows close behind
-MAX_PIECE = 32 * MIB
 MIN_STEAL = MIB  # an idle connection takes half of a piece in progress down to this
 BUFFER = MIB  # per connection: bytes go from the socket into it, then to the file
 STATE_EVERY = 2.0  # seconds between (fdatasync + state file write)
@@ -227,7 +225,7 @@ class _Job:
         self.active: dict[int, _Piece] = {}
         self.use_wire = not self.whole
         self.inline_sha = hashlib.sha256()
-        self.hasher = _Hasher(self.fd, self.done, self.lock, self.stop)
+        self.hasher = PrefixHasher(self.fd, self.done, self.lock, self.stop)
         if not self.whole:
             self.hasher.start()
         self.exited = threading.Event()  # a worker ended: look at once, not at the next tick
@@ -472,80 +470,6 @@ class _Job:
         if self.hasher.error is not None:
             raise self.hasher.error
         return self.hasher.hexdigest
-
-
-def carve(missing: list[tuple[int, int]], connections: int) -> list[tuple[int, int]]:
-    """Pieces in file order, shrinking toward the end.
-
-    The hash follows the finished prefix, so whatever the last wave of pieces
-    holds is hashed after the last byte arrives: with 16 MiB pieces on 16
-    connections that was 256 MiB, a fifth of a second. Each piece is a share
-    of what is left, so the last ones are small and the hash is done moments
-    after the transfer.
-    """
-    if connections <= 1:
-        return list(missing)
-    left = sum(end - start for start, end in missing)
-    pieces = []
-    for start, end in missing:
-        while start < end:
-            size = max(MIB, min(MAX_PIECE, left // (connections * PIECES_PER_CONNECTION)))
-            size = min(size, end - start)
-            pieces.append((start, start + size))
-            start += size
-            left -= size
-    return pieces
-
-
-class _Hasher(threading.Thread):
-    """SHA-256 of the file's contiguous prefix, advancing as workers fill it."""
-
-    def __init__(self, fd: int, done: RangeSet, lock: threading.Lock,
-                 stop: threading.Event) -> None:
-        super().__init__(name="sdm-sha256", daemon=True)
-        self.fd, self.done, self.lock, self.stop = fd, done, lock, stop
-        self.sha = hashlib.sha256()
-        self.hashed = 0
-        self.size: int | None = None
-        self.error: BaseException | None = None
-        self.hexdigest = ""
-        self._wake = threading.Event()
-
-    def finish(self, size: int) -> None:
-        self.size = size
-        self._wake.set()
-
-    def run(self) -> None:
-        try:
-            while True:
-                with self.lock:
-                    frontier = self.done.prefix()
-                while self.hashed < frontier:
-                    chunk = os.pread(self.fd, min(4 * MIB, frontier - self.hashed), self.hashed)
-                    if not chunk:
-                        raise OSError("partial file shorter than its recorded ranges")
-                    self.sha.update(chunk)
-                    _write_behind(self.fd, self.hashed, len(chunk))
-                    self.hashed += len(chunk)
-                if self.size is not None and self.hashed >= self.size:
-                    self.hexdigest = self.sha.hexdigest()
-                    return
-                if self.stop.is_set() and self.size is None:
-                    return
-                self._wake.wait(0.05)
-        except BaseException as exc:
-            self.error = exc
-
-
-def _write_behind(fd: int, offset: int, length: int) -> None:
-    """Start writing hashed bytes to disk now, and let the page cache drop them.
-
-    Otherwise the fsync before the file is placed waits for everything still
-    dirty: 0.15-0.2 s per GiB at the end of the benchmark's transfer. Linux
-    writes the range back and keeps the pages that are still being written.
-    """
-    if hasattr(os, "posix_fadvise"):  # not on macOS or Windows
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def _range_starts_at(headers: Mapping[str, str], start: int) -> bool:
