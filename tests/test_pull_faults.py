@@ -367,6 +367,26 @@ def test_kill_9_mid_pull_then_a_second_pull_completes(hub, store, tmp_path):
     assert nothing_left(store)
 
 
+def test_a_disk_write_error_is_one_line_and_places_nothing(hub, store):
+    import resource
+
+    data = big_safetensors(4)
+    hub.add_hf("o/r", "w.safetensors", data)
+
+    def small_files_only() -> None:  # writes past 2 MiB fail (EFBIG) instead of killing sdm
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2 * 1024 * 1024, 2 * 1024 * 1024))
+
+    result = subprocess.run([installed_sdm(), "pull", "hf://o/r/w.safetensors", "--type",
+                             "checkpoint"], capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL, preexec_fn=small_files_only)
+    assert result.returncode == 1
+    assert result.stderr.startswith("sdm: error: w.safetensors: cannot write ")
+    assert "File too large" in result.stderr and result.stderr.count("\n") <= 2
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert not placed(store, "w.safetensors").exists()
+
+
 def test_two_pulls_of_one_file_at_once_do_not_corrupt_it(hub, store):
     data = big_safetensors(3)
     hub.add_hf("o/r", "c.safetensors", data, rate=3_000_000)

@@ -12,6 +12,7 @@ cache), not by a second pass after the end.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import threading
@@ -34,7 +35,7 @@ from sdm.download.http import (
 )
 from sdm.download.ranges import MIB, RangeSet, carve
 from sdm.download.state import TransferState
-from sdm.errors import NetworkError, RemoteError, SdmError
+from sdm.errors import DiskFull, NetworkError, RemoteError, SdmError
 
 if TYPE_CHECKING:
     import httpx
@@ -182,7 +183,7 @@ class _Job:
         self.fd = os.open(t.partial, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if loc.size is not None:
-                os.ftruncate(self.fd, loc.size)
+                self._disk(os.ftruncate, self.fd, loc.size)
             t.on_bytes(kept)
             self._transfer()
             size = loc.size if loc.size is not None else self.done.covered()
@@ -413,19 +414,32 @@ class _Job:
             raise _Retry(_describe(exc)) from None
 
     def _write_wire(self, response: wire.Response, piece: _Piece, buffer: memoryview) -> None:
-        fd, lock, done, on_bytes = self.fd, self.lock, self.done, self.t.on_bytes
+        lock, done, on_bytes = self.lock, self.done, self.t.on_bytes
         pos = piece.start
         while pos < piece.end and not self.stop.is_set():
             n = response.readinto(buffer[: min(len(buffer), piece.end - pos)])
             # Bytes past a boundary another connection has taken over are its to write.
             n = max(0, min(n, piece.end - pos))
-            os.pwrite(fd, buffer[:n], pos)
+            self._pwrite(buffer[:n], pos)
             with lock:  # only once the bytes are in the file: the state never claims more
                 done.add(pos, pos + n)
                 self.transferred += n
                 pos += n
                 piece.start = pos
             on_bytes(n)
+
+    def _pwrite(self, data: bytes | memoryview, offset: int) -> None:
+        self._disk(os.pwrite, self.fd, data, offset)
+
+    def _disk(self, call: Callable[..., object], *args: object) -> None:
+        """A write to the partial file; a disk error ends the transfer, it is not retried."""
+        try:
+            call(*args)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(f"the disk is full writing {self.t.partial}",
+                               hint="free some space, then run the same command to resume") from None
+            raise SdmError(f"cannot write {self.t.partial}: {exc.strerror or exc}") from None
 
     def _fetch_httpx(self, client: httpx.Client, piece: _Piece) -> None:
         import httpx
@@ -446,7 +460,7 @@ class _Job:
             end = None if self.whole else piece.end
             if end is not None and pos + len(chunk) > end:
                 chunk = chunk[: end - pos]
-            os.pwrite(self.fd, chunk, pos)
+            self._pwrite(chunk, pos)
             if self.whole:
                 self.inline_sha.update(chunk)
             with self.lock:
