@@ -70,7 +70,7 @@ class Target:
 
 
 def _proxied(scheme: str) -> bool:
-    """Whether httpx would use a proxy for this scheme: then httpx does the transfer.
+    """Whether a proxy is set for this scheme: then httpx, which speaks to proxies, transfers.
 
     NO_PROXY is deliberately not consulted: httpx and urllib read it
     differently, and a wrong guess would send bytes around a proxy.
