@@ -37,8 +37,9 @@ class Faults:
     html: bool = False  # a 200 HTML page instead of the file
     no_ranges: bool = False  # ignore Range
     change_etag_after: int | None = None  # after N requests, serve new content + ETag
-    rate: float | None = None  # bytes per second per request (for kill -9 tests)...
-    slow_start: int | None = None  # ...or only for the request whose range starts here
+    rate: float | None = None  # bytes per second per request (for kill -9 tests)
+    hold_start: int | None = None  # the request whose range starts here sends 64 KiB, then
+    # waits (up to 4 s) until another request asks for bytes inside its range
     disposition: str | None = None  # Content-Disposition file name
     chunked: bool = False  # bodies in chunked transfer encoding, without Content-Length
 
@@ -338,12 +339,27 @@ class FakeHub:
         if stall:
             f.stall_times -= 1
             limit = min(limit, f.stall_after or 0)
-        rate = f.rate if f.slow_start is None or f.slow_start == start else None
-        self._send_body(h, seen, body[:limit], rate)
+        if f.hold_start is not None and f.hold_start == start:
+            head = 64 * 1024
+            self._send_body(h, seen, body[:head], f.rate)
+            self._wait_for_request_inside(key, start, end)
+            self._send_body(h, seen, body[head:limit], f.rate)
+        else:
+            self._send_body(h, seen, body[:limit], f.rate)
         if stall:
             time.sleep(3)  # longer than the client's stall timeout in these tests
         if limit < len(body):
             h.close_connection = True
+
+    def _wait_for_request_inside(self, key: str, start: int, end: int) -> None:
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            with self.lock:
+                for r in self.requests:
+                    wanted = r.headers.get("range", "").removeprefix("bytes=").split("-")[0]
+                    if key in unquote(r.path) and wanted.isdigit() and start < int(wanted) < end:
+                        return
+            time.sleep(0.01)
 
     @staticmethod
     def _send_body(h: BaseHTTPRequestHandler, seen: Seen, body: bytes, rate: float | None) -> None:

@@ -204,8 +204,9 @@ def test_a_slow_steady_link_is_not_taken_for_a_stalled_one(sdm, hub, store, monk
 def test_an_idle_connection_takes_over_half_of_a_slow_piece(sdm, hub, store, monkeypatch):
     monkeypatch.setenv("SDM_SEGMENT_THRESHOLD", "1M")
     data = big_safetensors(24)
-    # The first piece (3 MiB of 24 on 2 connections) crawls; the rest is fast.
-    hub.add_hf("o/r", "tail.safetensors", data, rate=1_000_000, slow_start=0)
+    # The first piece (3 MiB of 24 on 2 connections) stops after 64 KiB until another
+    # connection asks for bytes inside it (or 4 s pass); the rest is fast.
+    hub.add_hf("o/r", "tail.safetensors", data, hold_start=0)
     assert pull_hf(sdm, "o/r", "tail.safetensors", "-c", "2").code == 0
     assert placed(store, "tail.safetensors").read_bytes() == data
     ranges = [r.headers["range"].removeprefix("bytes=").split("-")
