@@ -32,7 +32,8 @@ class Faults:
     ratelimit: str | None = None  # Hugging Face's RateLimit header on those answers
     fail_from: int | None = None  # from the Nth request of this file on, answer 500
     stall_after: int | None = None  # send this many bytes, then go silent...
-    stall_times: int = 0  # ...for this many requests
+    stall_times: int = 0  # ...for this many requests...
+    stall_seconds: float = 3.0  # ...this long (longer than the tests' stall timeout)
     wrong_bytes: bool = False  # serve other content of the same size
     html: bool = False  # a 200 HTML page instead of the file
     no_ranges: bool = False  # ignore Range
@@ -347,7 +348,7 @@ class FakeHub:
         else:
             self._send_body(h, seen, body[:limit], f.rate)
         if stall:
-            time.sleep(3)  # longer than the client's stall timeout in these tests
+            time.sleep(f.stall_seconds)
         if limit < len(body):
             h.close_connection = True
 

@@ -428,3 +428,25 @@ def test_ctrl_c_keeps_the_partial_file_and_the_next_pull_resumes(hub, store):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "resumed"
     assert placed(store, "int.safetensors").read_bytes() == data
+
+
+def test_ctrl_c_does_not_wait_for_silent_servers(hub, store):
+    data = big_safetensors(8)
+    # Every connection gets 100 kB, then the server goes silent for a minute.
+    hub.add_hf("o/r", "mute.safetensors", data, stall_after=100_000, stall_times=100,
+               stall_seconds=60)
+    env = dict(os.environ, SDM_SEGMENT_THRESHOLD="1M", SDM_STALL_TIMEOUT="60")
+    args = [installed_sdm(), "pull", "hf://o/r/mute.safetensors", "--type", "checkpoint", "-c", "8"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and hub.bytes_sent("mute.safetensors") < 8 * 100_000:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    # Two seconds at most to let connections finish: not 2 s for each silent one in turn.
+    _out, err = proc.communicate(timeout=8)
+    assert proc.returncode == 130, err
+    state = json.loads(placed(store, "mute.safetensors.sdm-partial.json").read_text())
+    assert sum(e - s for s, e in state["done"]) >= 8 * 100_000
+

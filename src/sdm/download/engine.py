@@ -129,6 +129,10 @@ class _Conns:
         if self._client is not None:
             self._client.close()
 
+    def abort(self) -> None:
+        """From another thread: wake a read blocked on a silent server."""
+        self.wire.abort()
+
 
 def state_path(partial: Path) -> Path:
     return partial.with_name(partial.name + ".json")
@@ -231,6 +235,7 @@ class _Job:
             self.hasher.start()
         self.exited = threading.Event()  # a worker ended: look at once, not at the next tick
         self.running = workers
+        self.conns: list[_Conns] = []
         threads = [threading.Thread(target=self._worker, name=f"sdm-dl-{i}", daemon=True)
                    for i in range(workers)]
         last_state = time.monotonic()
@@ -251,8 +256,12 @@ class _Job:
                     last_state = now
         except BaseException:
             self.stop.set()
+            with self.lock:
+                for conns in self.conns:
+                    conns.abort()
+            deadline = time.monotonic() + 2
             for th in threads:
-                th.join(timeout=2)
+                th.join(timeout=max(0.0, deadline - time.monotonic()))
             self._save_state()
             raise
         if self.error is not None or self.done.covered() != loc.size:
@@ -281,6 +290,8 @@ class _Job:
 
     def _worker(self) -> None:
         conns = _Conns(self.t.stall_timeout)
+        with self.lock:
+            self.conns.append(conns)
         index = threading.get_ident()
         try:
             while not self.stop.is_set():

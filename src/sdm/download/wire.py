@@ -15,6 +15,7 @@ through a proxy it is not used at all.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import time
@@ -275,3 +276,11 @@ class Pool:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+    def abort(self) -> None:
+        """Shut the connection down from another thread, so a blocked read returns."""
+        conn = self.conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
