@@ -255,10 +255,7 @@ class _Job:
                     self._save_state()
                     last_state = now
         except BaseException:
-            self.stop.set()
-            with self.lock:
-                for conns in self.conns:
-                    conns.abort()
+            self._stop_all()
             deadline = time.monotonic() + 2
             for th in threads:
                 th.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -286,7 +283,14 @@ class _Job:
         with self.lock:
             if self.error is None:
                 self.error = exc
+        self._stop_all()
+
+    def _stop_all(self) -> None:
+        """Stop every worker, waking those blocked on a silent server."""
         self.stop.set()
+        with self.lock:
+            for conns in self.conns:
+                conns.abort()
 
     def _worker(self) -> None:
         conns = _Conns(self.t.stall_timeout)
