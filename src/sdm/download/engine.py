@@ -429,19 +429,23 @@ class _Job:
             raise _Retry(_describe(exc)) from None
 
     def _write_wire(self, response: wire.Response, piece: _Piece, buffer: memoryview) -> None:
-        lock, done, on_bytes = self.lock, self.done, self.t.on_bytes
         pos = piece.start
         while pos < piece.end and not self.stop.is_set():
             n = response.readinto(buffer[: min(len(buffer), piece.end - pos)])
             # Bytes past a boundary another connection has taken over are its to write.
             n = max(0, min(n, piece.end - pos))
             self._pwrite(buffer[:n], pos)
-            with lock:  # only once the bytes are in the file: the state never claims more
-                done.add(pos, pos + n)
-                self.transferred += n
-                pos += n
-                piece.start = pos
-            on_bytes(n)
+            pos = self._landed(piece, pos, n)
+
+    def _landed(self, piece: _Piece, pos: int, n: int) -> int:
+        """Count bytes written at pos; only once they are in the file, so the state
+        never claims more than is there. Returns the next offset."""
+        with self.lock:
+            self.done.add(pos, pos + n)
+            self.transferred += n
+            piece.start = pos + n
+        self.t.on_bytes(n)
+        return pos + n
 
     def _pwrite(self, data: bytes | memoryview, offset: int) -> None:
         self._disk(os.pwrite, self.fd, data, offset)
@@ -468,7 +472,7 @@ class _Job:
             raise _Retry(_describe(exc)) from None
 
     def _write_httpx(self, response: httpx.Response, piece: _Piece) -> None:
-        on_bytes, pos = self.t.on_bytes, piece.start
+        pos = piece.start
         for chunk in response.iter_raw():  # as received: a drop loses no buffered bytes
             if self.stop.is_set():
                 return
@@ -478,12 +482,7 @@ class _Job:
             self._pwrite(chunk, pos)
             if self.whole:
                 self.inline_sha.update(chunk)
-            with self.lock:
-                self.done.add(pos, pos + len(chunk))
-                self.transferred += len(chunk)
-                pos += len(chunk)
-                piece.start = pos
-            on_bytes(len(chunk))
+            pos = self._landed(piece, pos, len(chunk))
             if end is not None and pos >= end:
                 return
         if self.whole and self.loc.size is not None and pos < self.loc.size:
