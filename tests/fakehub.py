@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -79,7 +80,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeHub:
-    def __init__(self) -> None:
+    def __init__(self, cdn_tls: ssl.SSLContext | None = None) -> None:
         self.files: dict[str, HostedFile] = {}
         self.hf_repos: dict[str, dict[str, str]] = {}  # repo -> {path: file key}
         self.gated: set[str] = set()
@@ -92,10 +93,11 @@ class FakeHub:
         self.signature_ttl = 3600.0
         self.hf = self._serve("127.0.0.1", "hf", self._api_handler)
         self.civ = self._serve("127.0.0.1", "civitai", self._api_handler)
-        self.cdn = self._serve("127.0.0.2", "cdn", self._cdn_handler)
+        self.cdn = self._serve("127.0.0.2", "cdn", self._cdn_handler, cdn_tls)
         self.hf_url = f"http://127.0.0.1:{self.hf.server_address[1]}"
         self.civitai_url = f"http://127.0.0.1:{self.civ.server_address[1]}"
-        self.cdn_url = f"http://127.0.0.2:{self.cdn.server_address[1]}"
+        scheme = "https" if cdn_tls else "http"
+        self.cdn_url = f"{scheme}://127.0.0.2:{self.cdn.server_address[1]}"
 
     # --- set-up helpers --------------------------------------------------------
     def add_file(self, key: str, data: bytes, **faults: Any) -> HostedFile:
@@ -150,7 +152,8 @@ class FakeHub:
             server.server_close()
 
     # --- servers ------------------------------------------------------------------
-    def _serve(self, host: str, name: str, handle: Any) -> _Server:
+    def _serve(self, host: str, name: str, handle: Any,
+               tls: ssl.SSLContext | None = None) -> _Server:
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -169,6 +172,10 @@ class FakeHub:
             do_HEAD = do_GET
 
         server = _Server((host, 0), Handler)
+        if tls is not None:
+            # The handshake runs in each request's thread, not in the accept loop.
+            server.socket = tls.wrap_socket(server.socket, server_side=True,
+                                            do_handshake_on_connect=False)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                          daemon=True).start()
         return server

@@ -32,6 +32,7 @@ from sdm.download.http import (
     error_text,
     make_client,
     retry_delay,
+    untrusted_certificate,
 )
 from sdm.download.ranges import MIB, RangeSet, carve
 from sdm.download.state import TransferState
@@ -426,7 +427,7 @@ class _Job:
                 response.close()
         except OSError as exc:  # resets, timeouts, TLS errors, malformed answers
             conns.wire.close()
-            raise _Retry(_describe(exc)) from None
+            raise untrusted_certificate(exc, self.loc.url) or _Retry(_describe(exc)) from None
 
     def _write_wire(self, response: wire.Response, piece: _Piece, buffer: memoryview) -> None:
         pos = piece.start
@@ -469,7 +470,7 @@ class _Job:
                                    lambda: error_message(response))
                 self._write_httpx(response, piece)
         except (httpx.TransportError, httpx.StreamError) as exc:
-            raise _Retry(_describe(exc)) from None
+            raise untrusted_certificate(exc, self.loc.url) or _Retry(_describe(exc)) from None
 
     def _write_httpx(self, response: httpx.Response, piece: _Piece) -> None:
         pos = piece.start

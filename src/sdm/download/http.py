@@ -147,6 +147,20 @@ def send(
     raise NetworkError(f"too many redirects for {creds.redact(url)}")
 
 
+def untrusted_certificate(exc: BaseException, url: str) -> NetworkError | None:
+    """The error for a TLS certificate that does not verify, which no retry will fix."""
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, ssl.SSLCertVerificationError):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None:
+        return None
+    reason = seen.verify_message or str(seen)
+    return NetworkError(
+        f"the TLS certificate of {urlsplit(url).hostname} is not trusted: {reason}",
+        hint="if a proxy or mirror uses its own certificate authority, "
+             "point SSL_CERT_FILE at its CA bundle")
+
+
 def retry_delay(attempt: int, headers: Mapping[str, str] | None = None,
                 cap: float = 30.0) -> float:
     """Exponential backoff with full jitter, or what the server asked for."""

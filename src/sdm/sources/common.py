@@ -16,6 +16,7 @@ from sdm.download.http import (
     first_line,
     retry_delay,
     send,
+    untrusted_certificate,
 )
 from sdm.errors import AuthRequired, NetworkError, NotFound, RemoteError
 
@@ -50,6 +51,9 @@ def request(
         try:
             response = send(client, method, url, creds, headers, follow=follow, stream=stream)
         except Exception as exc:
+            untrusted = untrusted_certificate(exc, url)
+            if untrusted is not None:
+                raise untrusted from None
             if not _transient(exc) or attempt == ATTEMPTS - 1:
                 raise NetworkError(f"cannot reach {what}: {str(exc).splitlines()[0] or exc!r}",
                                    hint="check the network, then run the same command") from None
