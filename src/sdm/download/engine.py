@@ -409,9 +409,8 @@ class _Job:
         if self.use_wire:
             try:
                 return self._fetch_wire(conns, piece)
-            except wire.Unsupported as exc:
+            except wire.Unsupported:
                 self.use_wire = False  # e.g. a proxy: httpx from here on
-                self.t.on_status(f"using httpx for the transfer ({exc})")
         return self._fetch_httpx(conns.client(), piece)
 
     def _fetch_wire(self, conns: _Conns, piece: _Piece) -> None:
