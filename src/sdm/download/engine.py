@@ -276,7 +276,7 @@ class _Job:
         # Snapshot first, then sync: the state never claims bytes that are not on disk.
         with self.lock:
             snapshot = self.done.as_list()
-        os.fdatasync(self.fd)
+        _sync_data(self.fd)
         self.state.done = snapshot
         self.state.save(state_path(self.t.partial))
 
@@ -498,6 +498,10 @@ class _Job:
         if self.hasher.error is not None:
             raise self.hasher.error
         return self.hasher.hexdigest
+
+
+# fdatasync skips metadata the resume does not need; macOS and Windows lack it.
+_sync_data = getattr(os, "fdatasync", os.fsync)
 
 
 def _range_starts_at(headers: Mapping[str, str], start: int) -> bool:

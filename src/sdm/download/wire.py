@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -144,7 +145,8 @@ class Connection:
             raise
         self.sock: socket.socket | None = sock
         self.pending = b""  # body bytes that arrived together with the head
-        self.batching = target.scheme == "http"
+        # Linux's SO_RCVLOWAT also governs poll(), which socket timeouts rely on.
+        self.batching = target.scheme == "http" and sys.platform == "linux"
         self.lowat = 1  # SO_RCVLOWAT as last set
         self.batch = 1  # bytes to wait for, from the rate this body arrives at
         self.last_read = 0.0
