@@ -190,6 +190,17 @@ def test_segmented_download_uses_several_connections(sdm, hub, store, monkeypatc
     assert len(ranged) > 4 and len({r.peer for r in ranged}) <= 4
 
 
+def test_without_positional_io_segments_still_land_in_place(sdm, hub, store, monkeypatch):
+    # Windows has no pread/pwrite: a seek and a write go together under a lock.
+    monkeypatch.setattr("sdm.download.fileio._POSITIONAL", False)
+    monkeypatch.setenv("SDM_SEGMENT_THRESHOLD", "1M")
+    data = big_safetensors(6)
+    hub.add_hf("o/r", "win.safetensors", data)
+    assert pull_hf(sdm, "o/r", "win.safetensors", "-c", "4").code == 0
+    assert placed(store, "win.safetensors").read_bytes() == data
+    assert len([r for r in hub.cdn_requests() if r.body_bytes > 1]) >= 4
+
+
 def test_a_slow_steady_link_is_not_taken_for_a_stalled_one(sdm, hub, store, monkeypatch):
     # Reads wait for a batch of bytes; the batch must follow the link's pace.
     monkeypatch.setenv("SDM_STALL_TIMEOUT", "1")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sdm.download import wire
+from sdm.download import fileio, wire
 from sdm.download.hasher import PrefixHasher
 from sdm.download.http import (
     RETRY_STATUSES,
@@ -185,7 +185,7 @@ class _Job:
         self.state = TransferState(key=t.key, etag=loc.etag,
                                    size=loc.size, sha256=loc.sha256, done=[])
         t.partial.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(t.partial, os.O_RDWR | os.O_CREAT, 0o644)
+        self.fd = fileio.open_partial(t.partial)
         try:
             if loc.size is not None:
                 self._disk(os.ftruncate, self.fd, loc.size)
@@ -448,7 +448,7 @@ class _Job:
         return pos + n
 
     def _pwrite(self, data: bytes | memoryview, offset: int) -> None:
-        self._disk(os.pwrite, self.fd, data, offset)
+        self._disk(fileio.pwrite, self.fd, data, offset)
 
     def _disk(self, call: Callable[..., object], *args: object) -> None:
         """A write to the partial file; a disk error ends the transfer, it is not retried."""

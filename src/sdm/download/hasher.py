@@ -11,6 +11,7 @@ import hashlib
 import os
 import threading
 
+from sdm.download import fileio
 from sdm.download.ranges import MIB, RangeSet
 
 
@@ -38,7 +39,7 @@ class PrefixHasher(threading.Thread):
                 with self.lock:
                     frontier = self.done.prefix()
                 while self.hashed < frontier:
-                    chunk = os.pread(self.fd, min(4 * MIB, frontier - self.hashed), self.hashed)
+                    chunk = fileio.pread(self.fd, min(4 * MIB, frontier - self.hashed), self.hashed)
                     if not chunk:
                         raise OSError("partial file shorter than its recorded ranges")
                     self.sha.update(chunk)
