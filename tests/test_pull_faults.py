@@ -461,3 +461,15 @@ def test_ctrl_c_does_not_wait_for_silent_servers(hub, store):
     state = json.loads(placed(store, "mute.safetensors.sdm-partial.json").read_text())
     assert sum(e - s for s, e in state["done"]) >= 8 * 100_000
 
+
+
+def test_wire_never_sends_a_header_value_with_a_line_break(hub):
+    from sdm.download import wire
+
+    hub.add_file("k", b"x" * 100)
+    url = f"{hub.cdn_url}/files/k?expires=9999999999"
+    with pytest.raises(wire.Unsupported):
+        wire.Pool(5).get(url, {"If-Range": '"etag"\r\nX-Injected: 1'})
+    assert not hub.cdn_requests()
+    answer = wire.Pool(5).get(url, {"Range": "bytes=0-9"})
+    assert answer.status == 206 and answer.read_some() == b"x" * 10

@@ -196,6 +196,8 @@ class Connection:
         lines = [f"GET {target.path.decode('ascii')} HTTP/1.1",
                  f"Host: {target.host_header()}", f"User-Agent: {USER_AGENT}",
                  "Accept-Encoding: identity"]
+        if any("\r" in v or "\n" in v for v in headers.values()):
+            raise Unsupported("a header value with a line break")  # httpx refuses it too
         lines += [f"{name}: {value}" for name, value in headers.items()]
         self._set_lowat(1)  # the head: read whatever arrives
         self.batch, self.last_read = 1, 0.0
