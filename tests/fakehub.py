@@ -146,6 +146,10 @@ class FakeHub:
     def cdn_requests(self) -> list[Seen]:
         return [r for r in self.requests if r.host == "cdn"]
 
+    def fetches(self) -> list[Seen]:
+        """CDN requests that carried file bytes: not the one-byte probes."""
+        return [r for r in self.cdn_requests() if r.body_bytes > 1]
+
     def close(self) -> None:
         for server in (self.hf, self.civ, self.cdn):
             server.shutdown()

@@ -181,7 +181,7 @@ def test_segmented_download_uses_several_connections(sdm, hub, store, monkeypatc
     hub.add_hf("o/r", "big.safetensors", data, rate=4_000_000)
     assert pull_hf(sdm, "o/r", "big.safetensors", "-c", "4").code == 0
     assert placed(store, "big.safetensors").read_bytes() == data
-    ranged = [r for r in hub.cdn_requests() if r.body_bytes > 1]
+    ranged = hub.fetches()
     assert len({r.headers["range"] for r in ranged}) >= 4
     overlap = max(sum(1 for o in ranged if o.at < r.end and r.at < o.end) for r in ranged)
     assert overlap >= 3
@@ -198,7 +198,7 @@ def test_without_positional_io_segments_still_land_in_place(sdm, hub, store, mon
     hub.add_hf("o/r", "win.safetensors", data)
     assert pull_hf(sdm, "o/r", "win.safetensors", "-c", "4").code == 0
     assert placed(store, "win.safetensors").read_bytes() == data
-    assert len([r for r in hub.cdn_requests() if r.body_bytes > 1]) >= 4
+    assert len(hub.fetches()) >= 4
 
 
 def test_a_slow_steady_link_is_not_taken_for_a_stalled_one(sdm, hub, store, monkeypatch):
@@ -208,7 +208,7 @@ def test_a_slow_steady_link_is_not_taken_for_a_stalled_one(sdm, hub, store, monk
     hub.add_hf("o/r", "slow.safetensors", data, rate=150_000)  # 2 s; 256 KiB would take 1.7
     assert pull_hf(sdm, "o/r", "slow.safetensors").code == 0
     assert placed(store, "slow.safetensors").read_bytes() == data
-    fetched = [r for r in hub.cdn_requests() if r.body_bytes > 1]
+    fetched = hub.fetches()
     assert len(fetched) == 1  # one request: never restarted as stalled
 
 
@@ -221,7 +221,7 @@ def test_an_idle_connection_takes_over_half_of_a_slow_piece(sdm, hub, store, mon
     assert pull_hf(sdm, "o/r", "tail.safetensors", "-c", "2").code == 0
     assert placed(store, "tail.safetensors").read_bytes() == data
     ranges = [r.headers["range"].removeprefix("bytes=").split("-")
-              for r in hub.cdn_requests() if r.body_bytes > 1]
+              for r in hub.fetches()]
     first_end = next(int(e) + 1 for s, e in ranges if s == "0")
     taken = [int(s) for s, _ in ranges if 0 < int(s) < first_end]
     assert taken, ranges  # a request for the second half of the slow piece

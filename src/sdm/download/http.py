@@ -7,6 +7,7 @@ storage URL a hub redirects to (Civitai's R2 URLs reject any Authorization).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -204,12 +205,10 @@ def first_line(body: bytes, limit: int = 160) -> str:
 
 def error_message(response: httpx.Response) -> str:
     """The server's own words: X-Error-Message, a JSON error, or the first line."""
-    if response.headers.get("x-error-message"):
-        return error_text(response.headers, b"")
-    try:
-        body = response.read()
-    except Exception:
-        body = b""
+    body = b""
+    if not response.headers.get("x-error-message"):  # the header says it all: no read
+        with contextlib.suppress(Exception):
+            body = response.read()
     return error_text(response.headers, body)
 
 
