@@ -35,8 +35,9 @@ def make_checkpoint(path: Path, gib: float) -> int:
     tensor_mib = 32
     count = int(gib * 1024 / tensor_mib)
     numel = tensor_mib * 1024 * 1024 // 4
-    state = {f"model.diffusion_model.block.{i}.weight": torch.randn(numel // 1024, 1024)
-             for i in range(count)}
+    state = {
+        f"model.diffusion_model.block.{i}.weight": torch.randn(numel // 1024, 1024) for i in range(count)
+    }
     state["cond_stage_model.position_ids"] = torch.arange(77).reshape(1, 77)
     torch.save({"state_dict": state, "global_step": 1}, path)
     return count + 1
@@ -44,8 +45,7 @@ def make_checkpoint(path: Path, gib: float) -> int:
 
 def timed(cmd: list[str]) -> tuple[float, float]:
     start = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-f", "MAXRSS=%M", *cmd], capture_output=True,
-                            text=True)
+    result = subprocess.run(["/usr/bin/time", "-f", "MAXRSS=%M", *cmd], capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{result.stdout}\n{result.stderr}")
@@ -67,24 +67,39 @@ def main() -> None:
         for mode in ("fp32", "fp16"):
             flags = ["--fp16"] if mode == "fp16" else []
             tools = {
-                f"sdm convert {' '.join(flags)}".strip():
-                    [args.sdm, "convert", str(src), "-o", str(work / "sdm.safetensors"), "--force",
-                     *flags],
-                f"torch.load + save_file ({mode})":
-                    [sys.executable, "-c", TORCH_PATH, str(src), str(work / "torch.safetensors"),
-                     mode],
+                f"sdm convert {' '.join(flags)}".strip(): [
+                    args.sdm,
+                    "convert",
+                    str(src),
+                    "-o",
+                    str(work / "sdm.safetensors"),
+                    "--force",
+                    *flags,
+                ],
+                f"torch.load + save_file ({mode})": [
+                    sys.executable,
+                    "-c",
+                    TORCH_PATH,
+                    str(src),
+                    str(work / "torch.safetensors"),
+                    mode,
+                ],
             }
             for _ in range(args.rounds):
                 for name, cmd in tools.items():
                     runs.setdefault(name, []).append(timed(cmd))
             check(work / "sdm.safetensors", work / "torch.safetensors")
-        print(f"checkpoint: {size / 1e9:.2f} GB, {tensors} tensors (largest 32 MiB), "
-              f"{args.rounds} interleaved rounds, medians\n")
+        print(
+            f"checkpoint: {size / 1e9:.2f} GB, {tensors} tensors (largest 32 MiB), "
+            f"{args.rounds} interleaved rounds, medians\n"
+        )
         print("| tool | median s | peak RSS MiB |")
         print("|---|---|---|")
         for name, values in runs.items():
-            print(f"| {name} | {statistics.median(v[0] for v in values):.2f} | "
-                  f"{max(v[1] for v in values):.0f} |")
+            print(
+                f"| {name} | {statistics.median(v[0] for v in values):.2f} | "
+                f"{max(v[1] for v in values):.0f} |"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -73,8 +73,7 @@ def make_file(path: Path, size_mib: int) -> str:
     total = size_mib * 1024 * 1024
     for guess in range(64, 256):
         numel = total - 8 - guess
-        header = json.dumps({"noise": {"dtype": "U8", "shape": [numel],
-                                       "data_offsets": [0, numel]}}).encode()
+        header = json.dumps({"noise": {"dtype": "U8", "shape": [numel], "data_offsets": [0, numel]}}).encode()
         if len(header) <= guess:
             header = header.ljust(guess, b" ")
             break
@@ -134,8 +133,13 @@ def main() -> None:
     nginx = subprocess.Popen(["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)])
     time.sleep(1.0)
     out = work / "out"
-    env = dict(os.environ, SDM_HOME=str(work / "store"), SDM_CONFIG_DIR=str(work / "cfg"),
-               SDM_CACHE_DIR=str(work / "cache"), NO_COLOR="1")
+    env = dict(
+        os.environ,
+        SDM_HOME=str(work / "store"),
+        SDM_CONFIG_DIR=str(work / "cfg"),
+        SDM_CACHE_DIR=str(work / "cache"),
+        NO_COLOR="1",
+    )
     n = str(args.connections)
     try:
         results: dict[tuple[str, str], list[tuple[float, int]]] = {}
@@ -144,19 +148,35 @@ def main() -> None:
             tools = {
                 "curl": (["curl", "-sS", "-o", str(out / name), url], out / name),
                 f"aria2c -x{n} -s{n} -k1M": (
-                    ["aria2c", "--console-log-level=warn", "--summary-interval=0", f"-x{n}",
-                     f"-s{n}", "-k1M", "--file-allocation=none", "--allow-overwrite=true",
-                     "-d", str(out), "-o", name, url], out / name),
+                    [
+                        "aria2c",
+                        "--console-log-level=warn",
+                        "--summary-interval=0",
+                        f"-x{n}",
+                        f"-s{n}",
+                        "-k1M",
+                        "--file-allocation=none",
+                        "--allow-overwrite=true",
+                        "-d",
+                        str(out),
+                        "-o",
+                        name,
+                        url,
+                    ],
+                    out / name,
+                ),
                 f"sdm pull -c {n}": (
-                    [args.sdm, "pull", url, "--type", "checkpoint", "-c", n, "--force",
-                     "--quiet"], work / "store" / "checkpoints" / name),
+                    [args.sdm, "pull", url, "--type", "checkpoint", "-c", n, "--force", "--quiet"],
+                    work / "store" / "checkpoints" / name,
+                ),
             }
             if case == "throttled":
                 tools.pop("curl")  # one connection at 20 MB/s: not a comparison worth the minutes
             else:
                 tools["sdm pull (default -c 8)"] = (
                     [args.sdm, "pull", url, "--type", "checkpoint", "--force", "--quiet"],
-                    work / "store" / "checkpoints" / name)
+                    work / "store" / "checkpoints" / name,
+                )
             for _ in range(args.rounds):
                 for tool, (cmd, target) in tools.items():
                     # Every tool writes a new file: none pays for deleting the last round's.
@@ -168,8 +188,10 @@ def main() -> None:
                     if got != expected:
                         raise SystemExit(f"{tool} wrote a file with sha256 {got}")
                     results.setdefault((case, tool), []).append((elapsed, rss))
-        print(f"file: {args.size_mib} MiB, rounds: {args.rounds}, interleaved; "
-              "median wall time, MB/s = 10^6 bytes/s, peak RSS\n")
+        print(
+            f"file: {args.size_mib} MiB, rounds: {args.rounds}, interleaved; "
+            "median wall time, MB/s = 10^6 bytes/s, peak RSS\n"
+        )
         print("| case | tool | median s | min-max s | MB/s | peak RSS MiB | vs aria2c |")
         print("|---|---|---|---|---|---|---|")
         for case in ("throttled", "unthrottled"):
@@ -180,15 +202,20 @@ def main() -> None:
                 med = statistics.median(e for e, _ in runs)
                 low, high = min(e for e, _ in runs), max(e for e, _ in runs)
                 rss = max(r for _, r in runs) / 1024
-                print(f"| {case} | {tool} | {med:.2f} | {low:.2f}-{high:.2f} | "
-                      f"{size / med / 1e6:.0f} | {rss:.0f} | {base / med:.2f}x |")
+                print(
+                    f"| {case} | {tool} | {med:.2f} | {low:.2f}-{high:.2f} | "
+                    f"{size / med / 1e6:.0f} | {rss:.0f} | {base / med:.2f}x |"
+                )
         # The reading is 16 x 20 MB/s (aria2c "about 84%"); nginx's 20m is 20 MiB/s.
         for (c, tool), runs in results.items():
             if c == "throttled":
                 rate = size / statistics.median(e for e, _ in runs)
-                print(f"\n{tool}: {100 * rate / (args.connections * 20e6):.1f}% of "
-                      f"{args.connections} x 20 MB/s, {100 * rate / (args.connections * 20 * 2**20):.1f}%"
-                      f" of {args.connections} x 20 MiB/s", end="")
+                print(
+                    f"\n{tool}: {100 * rate / (args.connections * 20e6):.1f}% of "
+                    f"{args.connections} x 20 MB/s, {100 * rate / (args.connections * 20 * 2**20):.1f}%"
+                    f" of {args.connections} x 20 MiB/s",
+                    end="",
+                )
         print()
     finally:
         nginx.terminate()

@@ -12,10 +12,24 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-ENV_VARS = ("SDM_HOME", "SDM_CONFIG_DIR", "SDM_CACHE_DIR", "SDM_CATALOG", "HF_TOKEN", "CIVITAI_TOKEN",
-            "CIVITAI_API_TOKEN", "HF_ENDPOINT", "SDM_CIVITAI_ENDPOINT", "SDM_CONNECTIONS",
-            "SDM_SEGMENT_THRESHOLD", "SDM_PARALLEL", "SDM_RETRIES", "SDM_STALL_TIMEOUT", "NO_COLOR",
-            "SDM_DEBUG")
+ENV_VARS = (
+    "SDM_HOME",
+    "SDM_CONFIG_DIR",
+    "SDM_CACHE_DIR",
+    "SDM_CATALOG",
+    "HF_TOKEN",
+    "CIVITAI_TOKEN",
+    "CIVITAI_API_TOKEN",
+    "HF_ENDPOINT",
+    "SDM_CIVITAI_ENDPOINT",
+    "SDM_CONNECTIONS",
+    "SDM_SEGMENT_THRESHOLD",
+    "SDM_PARALLEL",
+    "SDM_RETRIES",
+    "SDM_STALL_TIMEOUT",
+    "NO_COLOR",
+    "SDM_DEBUG",
+)
 
 
 @pytest.fixture(autouse=True)

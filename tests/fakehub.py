@@ -105,43 +105,60 @@ class FakeHub:
         self.files[key] = hosted
         return hosted
 
-    def add_hf(self, repo: str, path: str, data: bytes, gated: bool = False,
-               **faults: Any) -> HostedFile:
+    def add_hf(self, repo: str, path: str, data: bytes, gated: bool = False, **faults: Any) -> HostedFile:
         key = f"hf/{repo}/{path}"
         self.hf_repos.setdefault(repo, {})[path] = key
         if gated:
             self.gated.add(repo)
         return self.add_file(key, data, **faults)
 
-    def add_civitai(self, model: int, version: int, files: list[dict[str, Any]],
-                    model_type: str = "Checkpoint", base: str = "SD 1.5",
-                    login: bool = False) -> None:
+    def add_civitai(
+        self,
+        model: int,
+        version: int,
+        files: list[dict[str, Any]],
+        model_type: str = "Checkpoint",
+        base: str = "SD 1.5",
+        login: bool = False,
+    ) -> None:
         entries = []
         for spec in files:
             key = f"civitai/{version}/{spec['id']}"
             hosted = self.add_file(key, spec["data"], **spec.get("faults", {}))
             self.civitai_files[spec["id"]] = key
             sha = spec.get("sha256", hosted.sha256)
-            entries.append({
-                "id": spec["id"], "name": spec["name"], "type": spec.get("type", "Model"),
-                "sizeKB": len(spec["data"]) / 1024,
-                "metadata": {"format": spec.get("format", "SafeTensor"),
-                             "fp": spec.get("fp", "fp16"), "size": spec.get("size", "pruned")},
-                "hashes": {"SHA256": sha.upper(), "AutoV2": sha[:10].upper()},
-                "primary": spec.get("primary", False),
-                "downloadUrl": f"https://civitai.com/api/download/models/{version}",
-            })
+            entries.append(
+                {
+                    "id": spec["id"],
+                    "name": spec["name"],
+                    "type": spec.get("type", "Model"),
+                    "sizeKB": len(spec["data"]) / 1024,
+                    "metadata": {
+                        "format": spec.get("format", "SafeTensor"),
+                        "fp": spec.get("fp", "fp16"),
+                        "size": spec.get("size", "pruned"),
+                    },
+                    "hashes": {"SHA256": sha.upper(), "AutoV2": sha[:10].upper()},
+                    "primary": spec.get("primary", False),
+                    "downloadUrl": f"https://civitai.com/api/download/models/{version}",
+                }
+            )
         self.civitai[version] = {
-            "id": version, "modelId": model, "name": f"v{version}", "baseModel": base,
+            "id": version,
+            "modelId": model,
+            "name": f"v{version}",
+            "baseModel": base,
             "model": {"name": f"Model {model}", "type": model_type, "nsfw": False},
-            "files": entries, "requireAuth": login,
+            "files": entries,
+            "requireAuth": login,
         }
         if login:
             self.login_required.add(version)
 
     def bytes_sent(self, key: str | None = None, host: str = "cdn") -> int:
-        return sum(r.body_bytes for r in self.requests
-                   if r.host == host and (key is None or key in unquote(r.path)))
+        return sum(
+            r.body_bytes for r in self.requests if r.host == host and (key is None or key in unquote(r.path))
+        )
 
     def cdn_requests(self) -> list[Seen]:
         return [r for r in self.requests if r.host == "cdn"]
@@ -156,8 +173,7 @@ class FakeHub:
             server.server_close()
 
     # --- servers ------------------------------------------------------------------
-    def _serve(self, host: str, name: str, handle: Any,
-               tls: ssl.SSLContext | None = None) -> _Server:
+    def _serve(self, host: str, name: str, handle: Any, tls: ssl.SSLContext | None = None) -> _Server:
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -178,23 +194,30 @@ class FakeHub:
         server = _Server((host, 0), Handler)
         if tls is not None:
             # The handshake runs in each request's thread, not in the accept loop.
-            server.socket = tls.wrap_socket(server.socket, server_side=True,
-                                            do_handshake_on_connect=False)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+            server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return server
 
     def _record(self, handler: BaseHTTPRequestHandler, host: str) -> Seen:
-        seen = Seen(host, handler.command, handler.path,
-                    {k.lower(): v for k, v in handler.headers.items()},
-                    peer=handler.client_address[1])
+        seen = Seen(
+            host,
+            handler.command,
+            handler.path,
+            {k.lower(): v for k, v in handler.headers.items()},
+            peer=handler.client_address[1],
+        )
         with self.lock:
             self.requests.append(seen)
         return seen
 
     @staticmethod
-    def _reply(h: BaseHTTPRequestHandler, seen: Seen, status: int, body: bytes = b"",
-               headers: dict[str, str] | None = None) -> None:
+    def _reply(
+        h: BaseHTTPRequestHandler,
+        seen: Seen,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         seen.status = status
         h.send_response(status)
         for key, value in (headers or {}).items():
@@ -204,15 +227,28 @@ class FakeHub:
         if h.command != "HEAD":
             h.wfile.write(body)
 
-    def _json(self, h: BaseHTTPRequestHandler, seen: Seen, status: int, data: Any,
-              headers: dict[str, str] | None = None) -> None:
-        self._reply(h, seen, status, json.dumps(data).encode(),
-                    {"Content-Type": "application/json", **(headers or {})})
+    def _json(
+        self,
+        h: BaseHTTPRequestHandler,
+        seen: Seen,
+        status: int,
+        data: Any,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._reply(
+            h,
+            seen,
+            status,
+            json.dumps(data).encode(),
+            {"Content-Type": "application/json", **(headers or {})},
+        )
 
     def _signed(self, key: str, name: str) -> str:
         expires = round(time.time() + self.signature_ttl, 3)
-        return (f"{self.cdn_url}/files/{quote(key)}?expires={expires}&sig=abc"
-                f"&response-content-disposition={quote(name)}")
+        return (
+            f"{self.cdn_url}/files/{quote(key)}?expires={expires}&sig=abc"
+            f"&response-content-disposition={quote(name)}"
+        )
 
     def _api_handler(self, h: BaseHTTPRequestHandler, seen: Seen) -> None:
         parts = urlsplit(h.path)
@@ -224,28 +260,56 @@ class FakeHub:
             _rev, _, file_path = rest.partition("/")
             files = self.hf_repos.get(repo)
             if files is None:
-                return self._reply(h, seen, 401, b"", {"X-Error-Code": "RepoNotFound",
-                                                      "X-Error-Message": "Repository not found"})
+                return self._reply(
+                    h,
+                    seen,
+                    401,
+                    b"",
+                    {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"},
+                )
             if repo in self.gated:
                 token = auth.removeprefix("Bearer ")
                 if not token:
-                    return self._reply(h, seen, 401, b"", {
-                        "X-Error-Code": "GatedRepo",
-                        "X-Error-Message": f"Access to model {repo} is restricted. You must "
-                                           "have access to it and be authenticated to access it."})
+                    return self._reply(
+                        h,
+                        seen,
+                        401,
+                        b"",
+                        {
+                            "X-Error-Code": "GatedRepo",
+                            "X-Error-Message": f"Access to model {repo} is restricted. You must "
+                            "have access to it and be authenticated to access it.",
+                        },
+                    )
                 if token not in self.approved_tokens:
-                    return self._reply(h, seen, 403, b"", {
-                        "X-Error-Code": "GatedRepo",
-                        "X-Error-Message": f"Access to model {repo} is restricted and you are "
-                                           "not in the authorized list."})
+                    return self._reply(
+                        h,
+                        seen,
+                        403,
+                        b"",
+                        {
+                            "X-Error-Code": "GatedRepo",
+                            "X-Error-Message": f"Access to model {repo} is restricted and you are "
+                            "not in the authorized list.",
+                        },
+                    )
             key = files.get(file_path)
             if key is None:
                 return self._reply(h, seen, 404, b"", {"X-Error-Code": "EntryNotFound"})
             hosted = self.files[key]
-            return self._reply(h, seen, 302, b"", {
-                "Location": self._signed(key, file_path.rsplit("/", 1)[-1]),
-                "X-Repo-Commit": COMMIT, "X-Linked-Etag": f'"{hosted.sha256}"',
-                "X-Linked-Size": str(len(hosted.data)), "ETag": 'W/"redirect"'})
+            return self._reply(
+                h,
+                seen,
+                302,
+                b"",
+                {
+                    "Location": self._signed(key, file_path.rsplit("/", 1)[-1]),
+                    "X-Repo-Commit": COMMIT,
+                    "X-Linked-Etag": f'"{hosted.sha256}"',
+                    "X-Linked-Size": str(len(hosted.data)),
+                    "ETag": 'W/"redirect"',
+                },
+            )
         if path.startswith("/api/v1/model-versions/"):
             version = int(path.rsplit("/", 1)[1])
             if version not in self.civitai:
@@ -264,15 +328,28 @@ class FakeHub:
             if info is None:
                 return self._json(h, seen, 404, {"error": "File not found"})
             if version in self.login_required and auth != f"Bearer {CIVITAI_TOKEN}":
-                return self._json(h, seen, 401, {"error": "Unauthorized", "message":
-                                  "The creator of this asset requires you to be logged in to "
-                                  "download it"})
+                return self._json(
+                    h,
+                    seen,
+                    401,
+                    {
+                        "error": "Unauthorized",
+                        "message": "The creator of this asset requires you to be logged in to download it",
+                    },
+                )
             file_id = int(query["fileId"][0]) if "fileId" in query else None
-            entry = next((f for f in info["files"] if f["id"] == file_id or
-                          (file_id is None and f["primary"])), info["files"][0])
+            entry = next(
+                (f for f in info["files"] if f["id"] == file_id or (file_id is None and f["primary"])),
+                info["files"][0],
+            )
             key = self.civitai_files[entry["id"]]
-            return self._reply(h, seen, 307, b"", {"Location": self._signed(key, entry["name"]),
-                                                   "Cache-Control": "no-store, max-age=0"})
+            return self._reply(
+                h,
+                seen,
+                307,
+                b"",
+                {"Location": self._signed(key, entry["name"]), "Cache-Control": "no-store, max-age=0"},
+            )
         self._json(h, seen, 404, {"error": "no such endpoint"})
 
     def _cdn_handler(self, h: BaseHTTPRequestHandler, seen: Seen) -> None:
@@ -280,13 +357,19 @@ class FakeHub:
         query = parse_qs(parts.query)
         if "authorization" in seen.headers:
             # Like R2/S3: a signed URL plus an Authorization header is refused.
-            return self._reply(h, seen, 400, b"<Error>Only one auth mechanism allowed</Error>",
-                               {"Content-Type": "application/xml"})
+            return self._reply(
+                h,
+                seen,
+                400,
+                b"<Error>Only one auth mechanism allowed</Error>",
+                {"Content-Type": "application/xml"},
+            )
         if h.command == "HEAD":
             return self._reply(h, seen, 403, b"")  # presigned GET URLs reject HEAD
         if float(query.get("expires", ["0"])[0]) < time.time():
-            return self._reply(h, seen, 403, b"<Error>Request has expired</Error>",
-                               {"Content-Type": "application/xml"})
+            return self._reply(
+                h, seen, 403, b"<Error>Request has expired</Error>", {"Content-Type": "application/xml"}
+            )
         key = unquote(parts.path.removeprefix("/files/"))
         hosted = self.files.get(key)
         if hosted is None:
@@ -307,8 +390,13 @@ class FakeHub:
                 headers["RateLimit"] = f.ratelimit
             return self._reply(h, seen, f.status, b"busy", headers)
         if f.html:
-            return self._reply(h, seen, 200, b"<!DOCTYPE html>\n<html><title>Log in</title></html>",
-                               {"Content-Type": "text/html; charset=utf-8"})
+            return self._reply(
+                h,
+                seen,
+                200,
+                b"<!DOCTYPE html>\n<html><title>Log in</title></html>",
+                {"Content-Type": "text/html; charset=utf-8"},
+            )
         if f.wrong_bytes:
             data = data[:-64] + bytes(b ^ 0xFF for b in data[-64:])  # tensor bytes, header intact
         start, end = 0, len(data)
@@ -322,9 +410,12 @@ class FakeHub:
             if start >= len(data):
                 return self._reply(h, seen, 416, b"", {"Content-Range": f"bytes */{len(data)}"})
             status = 206
-        headers = {"Content-Type": "application/octet-stream", "ETag": etag,
-                   "Accept-Ranges": "none" if f.no_ranges else "bytes",
-                   "Content-Disposition": f'attachment; filename="{f.disposition or key.rsplit("/", 1)[-1]}"'}
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "ETag": etag,
+            "Accept-Ranges": "none" if f.no_ranges else "bytes",
+            "Content-Disposition": f'attachment; filename="{f.disposition or key.rsplit("/", 1)[-1]}"',
+        }
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
         seen.status = status
@@ -336,7 +427,7 @@ class FakeHub:
             h.send_header("Transfer-Encoding", "chunked")
             h.end_headers()
             for i in range(0, len(body), 64 * 1024):
-                part = body[i:i + 64 * 1024]
+                part = body[i : i + 64 * 1024]
                 h.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
                 seen.body_bytes += len(part)
             h.wfile.write(b"0\r\n\r\n")
@@ -378,7 +469,7 @@ class FakeHub:
         step = 16 * 1024
         try:
             for i in range(0, len(body), step):
-                chunk = body[i:i + step]
+                chunk = body[i : i + step]
                 h.wfile.write(chunk)
                 seen.body_bytes += len(chunk)
                 if rate:
@@ -390,8 +481,18 @@ class FakeHub:
 class FakeProxy:
     """A forward HTTP proxy on 127.0.0.1 that records the URLs it carried."""
 
-    HOP_BY_HOP = frozenset({"connection", "proxy-connection", "keep-alive", "te", "trailer",
-                            "transfer-encoding", "upgrade", "proxy-authorization"})
+    HOP_BY_HOP = frozenset(
+        {
+            "connection",
+            "proxy-connection",
+            "keep-alive",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-authorization",
+        }
+    )
 
     def __init__(self) -> None:
         self.urls: list[str] = []
@@ -408,10 +509,8 @@ class FakeProxy:
 
                 proxy.urls.append(self.path)
                 target = urlsplit(self.path)
-                upstream = http.client.HTTPConnection(target.hostname or "", target.port or 80,
-                                                      timeout=10)
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in FakeProxy.HOP_BY_HOP}
+                upstream = http.client.HTTPConnection(target.hostname or "", target.port or 80, timeout=10)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in FakeProxy.HOP_BY_HOP}
                 path = target.path + (f"?{target.query}" if target.query else "")
                 upstream.request(self.command, path, headers=headers)
                 answer = upstream.getresponse()
@@ -430,8 +529,9 @@ class FakeProxy:
             do_HEAD = do_GET
 
         self.server = _Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self) -> None:

@@ -48,10 +48,25 @@ def test_literals_match_tuples():
     assert set(Weights.__args__) == set(WEIGHTS)
 
 
-SEED_MODELS = ["sd15", "sdxl", "flux-dev", "realistic-vision", "dreamshaper", "juggernaut-xl",
-               "pony", "anything-v3", "deliberate-v2", "f222", "chilloutmix", "protogen-v2.2",
-               "ghostmix", "waifu-diffusion", "inkpunk-diffusion", "ulzzang-6500-v1",
-               "easynegative"]
+SEED_MODELS = [
+    "sd15",
+    "sdxl",
+    "flux-dev",
+    "realistic-vision",
+    "dreamshaper",
+    "juggernaut-xl",
+    "pony",
+    "anything-v3",
+    "deliberate-v2",
+    "f222",
+    "chilloutmix",
+    "protogen-v2.2",
+    "ghostmix",
+    "waifu-diffusion",
+    "inkpunk-diffusion",
+    "ulzzang-6500-v1",
+    "easynegative",
+]
 
 
 @pytest.mark.parametrize("name", SEED_MODELS)
@@ -96,16 +111,25 @@ BROKEN = [
     ("base", lambda m: m.update(base="sd9"), "base"),
     ("no variants", lambda m: m.update(variants=[]), "variants"),
     ("default", lambda m: m.update(default_variant="nope"), None),
-    ("two sources", lambda m: m["variants"][0]["source"].update(
-        hf={"repo": "a/b", "path": "x.safetensors"}), "variants.0.source"),
-    ("path in filename", lambda m: m["variants"][0].update(filename="../x.safetensors"),
-     "variants.0.filename"),
+    (
+        "two sources",
+        lambda m: m["variants"][0]["source"].update(hf={"repo": "a/b", "path": "x.safetensors"}),
+        "variants.0.source",
+    ),
+    (
+        "path in filename",
+        lambda m: m["variants"][0].update(filename="../x.safetensors"),
+        "variants.0.filename",
+    ),
     ("size", lambda m: m["variants"][0].update(size=-5), "variants.0.size"),
     ("unknown field", lambda m: m.update(colour="blue"), "colour"),
     ("bad id", lambda m: m.update(id="My Model"), "id"),
     ("format", lambda m: m["variants"][0].update(format="zip"), "variants.0.format"),
-    ("hf path escapes", lambda m: m["variants"][0].update(
-        source={"hf": {"repo": "a/b", "path": "../etc/passwd"}}), "variants.0.source.hf.path"),
+    (
+        "hf path escapes",
+        lambda m: m["variants"][0].update(source={"hf": {"repo": "a/b", "path": "../etc/passwd"}}),
+        "variants.0.source.hf.path",
+    ),
 ]
 
 
@@ -164,8 +188,7 @@ def test_broken_user_catalog_stops_search_with_one_line(sdm, tmp_path, monkeypat
 
 
 def test_sdm_catalog_adds_and_replaces_entries(sdm, tmp_path, monkeypatch):
-    replaced = dict(GOOD, id="dreamshaper", name="Our DreamShaper build", type="checkpoint",
-                    base="sd15")
+    replaced = dict(GOOD, id="dreamshaper", name="Our DreamShaper build", type="checkpoint", base="sd15")
     first = write_catalog(tmp_path / "a.yaml", [GOOD])
     folder = tmp_path / "more"
     folder.mkdir()

@@ -12,11 +12,29 @@ import pytest
 
 import sdm as sdm_pkg
 
-COMMANDS = [["search"], ["info"], ["list"], ["pull"], ["scan"], ["convert"], ["probe"],
-            ["verify"], ["clean"], ["rm"], ["du"], ["export"], ["import"], ["link"], ["unlink"],
-            ["catalog", "check"],
-            ["config", "get"],
-            ["config", "set"], ["config", "unset"], ["config", "list"], ["config", "path"]]
+COMMANDS = [
+    ["search"],
+    ["info"],
+    ["list"],
+    ["pull"],
+    ["scan"],
+    ["convert"],
+    ["probe"],
+    ["verify"],
+    ["clean"],
+    ["rm"],
+    ["du"],
+    ["export"],
+    ["import"],
+    ["link"],
+    ["unlink"],
+    ["catalog", "check"],
+    ["config", "get"],
+    ["config", "set"],
+    ["config", "unset"],
+    ["config", "list"],
+    ["config", "path"],
+]
 
 
 def test_version(sdm):
@@ -59,15 +77,27 @@ def installed_sdm() -> str:
 
 def test_installed_script_works_from_any_folder(tmp_path):
     env = dict(os.environ)
-    result = subprocess.run([installed_sdm(), "search", "realistic", "--json"], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [installed_sdm(), "search", "realistic", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert '"realistic-vision"' in result.stdout
 
 
 def test_installed_script_error_is_one_line_no_traceback(tmp_path):
-    result = subprocess.run([installed_sdm(), "info", "no-such-model"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [installed_sdm(), "info", "no-such-model"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("sdm: error: no model 'no-such-model'")
@@ -76,23 +106,27 @@ def test_installed_script_error_is_one_line_no_traceback(tmp_path):
 @pytest.mark.parametrize("args", [["search", "realistic"], ["info", "sd15"], ["list"]])
 def test_read_commands_do_not_import_httpx(tmp_path, args):
     # The app, not main(): main() ends the process before the check could run.
-    code = ("import sys\n"
-            f"sys.argv = ['sdm', *{args!r}]\n"
-            "from sdm.cli import app\n"
-            "try:\n    app()\n"
-            "except SystemExit:\n    pass\n"
-            "heavy = [m for m in ('httpx', 'safetensors', 'numpy') if m in sys.modules]\n"
-            "sys.stderr.write('HEAVY=' + ','.join(heavy))\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60)
+    code = (
+        "import sys\n"
+        f"sys.argv = ['sdm', *{args!r}]\n"
+        "from sdm.cli import app\n"
+        "try:\n    app()\n"
+        "except SystemExit:\n    pass\n"
+        "heavy = [m for m in ('httpx', 'safetensors', 'numpy') if m in sys.modules]\n"
+        "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert "HEAVY=" in result.stderr
     assert result.stderr.rsplit("HEAVY=", 1)[1] == "", result.stderr
 
 
 def test_no_color_and_pipes_give_plain_text(tmp_path):
     env = dict(os.environ, NO_COLOR="1")
-    result = subprocess.run([installed_sdm(), "info", "sd15"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [installed_sdm(), "info", "sd15"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0
     assert "\x1b" not in result.stdout
 
@@ -103,9 +137,22 @@ def test_the_wheel_ships_the_catalog_and_runs_from_anywhere(tmp_path):
     import zipfile
 
     root = Path(__file__).resolve().parents[1]
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps",
-                            "--no-build-isolation", "-w", str(tmp_path / "dist")],
-                           capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(root),
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "dist"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stderr
     wheel = next((tmp_path / "dist").glob("sdm_cli-*.whl"))
     unpacked = tmp_path / "site"
@@ -114,11 +161,17 @@ def test_the_wheel_ships_the_catalog_and_runs_from_anywhere(tmp_path):
         archive.extractall(unpacked)
     assert "sdm/_catalog/checkpoints.yaml" in names
     env = dict(os.environ, PYTHONPATH=str(unpacked))
-    code = ("import sys; from sdm.catalog.load import builtin_dir; "
-            "sys.stdout.write(str(builtin_dir()))")
-    where = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=60)
+    code = "import sys; from sdm.catalog.load import builtin_dir; sys.stdout.write(str(builtin_dir()))"
+    where = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert where.stdout == str(unpacked / "sdm" / "_catalog"), where
-    result = subprocess.run([sys.executable, "-m", "sdm", "search", "realistic", "--json"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "sdm", "search", "realistic", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0 and '"realistic-vision"' in result.stdout, result.stderr

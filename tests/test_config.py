@@ -26,8 +26,12 @@ def test_config_file_is_private(sdm, tmp_path):
 def test_tokens_are_never_printed(sdm, monkeypatch):
     sdm("config", "set", "civitai_token", "cv_secret_value")
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
-    for args in (["config", "get", "civitai_token"], ["config", "get", "hf_token"],
-                 ["config", "list"], ["config", "list", "--json"]):
+    for args in (
+        ["config", "get", "civitai_token"],
+        ["config", "get", "hf_token"],
+        ["config", "list"],
+        ["config", "list", "--json"],
+    ):
         result = sdm(*args)
         assert "secret_value" not in result.out + result.err
     assert "(set, hidden)" in sdm("config", "get", "hf_token").out
@@ -51,8 +55,11 @@ def test_civitai_api_token_is_accepted():
 
 
 def test_bad_values_exit_2_with_one_line(sdm, monkeypatch):
-    for args in (["config", "set", "connections", "0"], ["config", "set", "nope", "1"],
-                 ["config", "set", "hf_endpoint", "ftp://x"]):
+    for args in (
+        ["config", "set", "connections", "0"],
+        ["config", "set", "nope", "1"],
+        ["config", "set", "hf_endpoint", "ftp://x"],
+    ):
         result = sdm(*args)
         assert result.code == 2, result
         assert len(result.err.strip().splitlines()) == 1
@@ -72,6 +79,5 @@ def test_broken_config_file_is_one_line(sdm, tmp_path):
 def test_config_list_shows_origins(sdm, monkeypatch):
     monkeypatch.setenv("SDM_PARALLEL", "2")
     data = sdm("config", "list", "--json").json()
-    assert data["parallel"] == {"value": 2, "origin": "env:SDM_PARALLEL",
-                                "help": "files downloaded at once"}
+    assert data["parallel"] == {"value": 2, "origin": "env:SDM_PARALLEL", "help": "files downloaded at once"}
     assert data["connections"]["origin"] == "default"

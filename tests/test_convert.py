@@ -25,13 +25,15 @@ def lightning_checkpoint() -> bytes:
         "model.diffusion_model.out.0.weight": BASE.T,  # a strided view, as torch saves transposes
         "model_ema.diffusion_modelinput_blocks00weight": BASE * 2,
         "model_ema.decay": np.array(0.9999, dtype=np.float32),
-        "cond_stage_model.transformer.text_model.embeddings.position_ids":
-            np.arange(77, dtype=np.int64).reshape(1, 77),
+        "cond_stage_model.transformer.text_model.embeddings.position_ids": np.arange(
+            77, dtype=np.int64
+        ).reshape(1, 77),
         "first_stage_model.decoder.conv_in.bias": BF16_BITS,
     }
     # Training state outside state_dict, as Lightning writes it.
-    extra = _unicode("global_step") + b"J" + (470000).to_bytes(4, "little") + \
-        _unicode("optimizer_states") + b"]"
+    extra = (
+        _unicode("global_step") + b"J" + (470000).to_bytes(4, "little") + _unicode("optimizer_states") + b"]"
+    )
     return checkpoint_bytes(tensors, extra=extra)
 
 
@@ -57,7 +59,7 @@ def test_checkpoint_to_safetensors_keeps_every_tensor(sdm, tmp_path):
 
     header = read_header(out)
     bias = header.tensors["first_stage_model.decoder.conv_in.bias"]
-    raw = out.read_bytes()[header.data_start + bias.start:header.data_start + bias.end]
+    raw = out.read_bytes()[header.data_start + bias.start : header.data_start + bias.end]
     assert np.array_equal(np.frombuffer(raw, dtype=np.uint16), BF16_BITS)
     import hashlib
 
@@ -129,11 +131,29 @@ def test_pull_fp16_convert_when_the_catalog_has_no_fp16(sdm, hub, store, tmp_pat
     data = checkpoint_bytes({"model.diffusion_model.w": BASE})
     hub.add_hf("acheong08/f222", "f222.ckpt", data)
     path = tmp_path / "cat.yaml"
-    path.write_text(yaml.safe_dump({"models": [{
-        "id": "f222-test", "name": "F222", "type": "checkpoint", "base": "sd15",
-        "variants": [{"name": "fp32", "source": {"hf": {"repo": "acheong08/f222",
-                                                         "path": "f222.ckpt"}},
-                      "filename": "f222.ckpt", "format": "ckpt", "precision": "fp32"}]}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "models": [
+                    {
+                        "id": "f222-test",
+                        "name": "F222",
+                        "type": "checkpoint",
+                        "base": "sd15",
+                        "variants": [
+                            {
+                                "name": "fp32",
+                                "source": {"hf": {"repo": "acheong08/f222", "path": "f222.ckpt"}},
+                                "filename": "f222.ckpt",
+                                "format": "ckpt",
+                                "precision": "fp32",
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     monkeypatch.setenv("SDM_CATALOG", str(path))
     assert sdm("pull", "f222-test", "--fp16").code == 2  # no fp16 variant, no --convert
     result = sdm("pull", "f222-test", "--fp16", "--convert", "--json")
@@ -156,8 +176,13 @@ def test_pull_fp16_convert_when_the_catalog_has_no_fp16(sdm, hub, store, tmp_pat
 
 def test_round_trip_against_real_torch_files(sdm, tmp_path):
     torch = pytest.importorskip("torch")
-    tensors = {"a": torch.randn(4, 3), "b": torch.randn(3, 4).t(), "c": torch.arange(5),
-               "d": torch.randn(6, dtype=torch.bfloat16), "e": torch.randn(2, 2).half()}
+    tensors = {
+        "a": torch.randn(4, 3),
+        "b": torch.randn(3, 4).t(),
+        "c": torch.arange(5),
+        "d": torch.randn(6, dtype=torch.bfloat16),
+        "e": torch.randn(2, 2).half(),
+    }
     src = tmp_path / "real.ckpt"
     torch.save({"state_dict": tensors, "epoch": 3}, src)
     assert sdm("scan", str(src)).code == 0
@@ -169,15 +194,25 @@ def test_round_trip_against_real_torch_files(sdm, tmp_path):
 
 def test_real_a1111_embedding_and_hypernetwork_files_scan_safe(sdm, tmp_path):
     torch = pytest.importorskip("torch")
-    embedding = {"string_to_token": {"*": 265}, "string_to_param": {"*": torch.randn(2, 768)},
-                 "name": "style", "step": 3000, "sd_checkpoint": "6ce0161689",
-                 "sd_checkpoint_name": "v1-5-pruned-emaonly"}
+    embedding = {
+        "string_to_token": {"*": 265},
+        "string_to_param": {"*": torch.randn(2, 768)},
+        "name": "style",
+        "step": 3000,
+        "sd_checkpoint": "6ce0161689",
+        "sd_checkpoint_name": "v1-5-pruned-emaonly",
+    }
     layer = torch.nn.Linear(768, 1536)
-    hypernetwork = {768: [layer.state_dict(), layer.state_dict()],
-                    "layer_structure": [1, 2, 1], "activation_func": "linear",
-                    "is_layer_norm": False, "step": 35, "name": "680Cyberpunk",
-                    "optimizer_name": "AdamW",
-                    "optimizer_state_dict": torch.optim.AdamW(layer.parameters()).state_dict()}
+    hypernetwork = {
+        768: [layer.state_dict(), layer.state_dict()],
+        "layer_structure": [1, 2, 1],
+        "activation_func": "linear",
+        "is_layer_norm": False,
+        "step": 35,
+        "name": "680Cyberpunk",
+        "optimizer_name": "AdamW",
+        "optimizer_state_dict": torch.optim.AdamW(layer.parameters()).state_dict(),
+    }
     for name, obj in (("emb.pt", embedding), ("hn.pt", hypernetwork)):
         torch.save(obj, tmp_path / name)
         report = sdm("scan", str(tmp_path / name), "--json").json()[0]

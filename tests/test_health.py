@@ -30,38 +30,96 @@ def st(tensors: dict[str, tuple[int, ...]], dtype=f16, metadata=None) -> bytes:
 
 FILES = {
     "sd15-checkpoint": (sd15_like(), "checkpoint", "sd15"),
-    "sd2-checkpoint": (st({f"{UNET}input_blocks.0.0.weight": (8, 4, 3, 3),
-                           f"{UNET}input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight":
-                           (8, 1024)}), "checkpoint", "sd2"),
-    "sdxl-checkpoint": (st({f"{UNET}input_blocks.0.0.weight": (8, 4, 3, 3),
-                            "conditioner.embedders.1.model.ln_final.weight": (16,)}),
-                        "checkpoint", "sdxl"),
-    "sdxl-refiner": (st({f"{UNET}input_blocks.0.0.weight": (8, 4, 3, 3),
-                         f"{UNET}input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight":
-                         (8, 1280)}), "checkpoint", "sdxl-refiner"),
-    "flux-dev": (st({"double_blocks.0.img_attn.norm.key_norm.scale": (128,),
-                     "guidance_in.in_layer.weight": (8, 8)}, np.float32), "checkpoint", "flux1"),
+    "sd2-checkpoint": (
+        st(
+            {
+                f"{UNET}input_blocks.0.0.weight": (8, 4, 3, 3),
+                f"{UNET}input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (8, 1024),
+            }
+        ),
+        "checkpoint",
+        "sd2",
+    ),
+    "sdxl-checkpoint": (
+        st(
+            {
+                f"{UNET}input_blocks.0.0.weight": (8, 4, 3, 3),
+                "conditioner.embedders.1.model.ln_final.weight": (16,),
+            }
+        ),
+        "checkpoint",
+        "sdxl",
+    ),
+    "sdxl-refiner": (
+        st(
+            {
+                f"{UNET}input_blocks.0.0.weight": (8, 4, 3, 3),
+                f"{UNET}input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": (8, 1280),
+            }
+        ),
+        "checkpoint",
+        "sdxl-refiner",
+    ),
+    "flux-dev": (
+        st(
+            {"double_blocks.0.img_attn.norm.key_norm.scale": (128,), "guidance_in.in_layer.weight": (8, 8)},
+            np.float32,
+        ),
+        "checkpoint",
+        "flux1",
+    ),
     "sd3": (st({"joint_blocks.0.context_block.attn.qkv.weight": (8, 8)}), "checkpoint", "sd3"),
     "kohya-lora-sd15": (lora_like(), "lora", "sd15"),
-    "kohya-lora-sdxl": (st({"lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (4, 768),
-                            "lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight":
-                            (4, 1280)}), "lora", "sdxl"),
-    "lycoris-loha": (st({"lora_unet_mid_block_attentions_0_proj_in.hada_w1_a": (4, 4),
-                         "lora_unet_mid_block_attentions_0_proj_in.hada_w1_b": (4, 4)}),
-                     "lora", None),
-    "lycoris-lokr": (st({"lora_unet_mid_block_attentions_0_proj_in.lokr_w1": (4, 4)}),
-                     "lora", None),
-    "peft-flux-lora": (st({"transformer.single_transformer_blocks.0.attn.to_k.lora_A.weight":
-                           (4, 3072)}), "lora", "flux1"),
-    "kohya-metadata": (st({"some.weights": (4, 4)}, metadata={
-        "ss_network_module": "networks.lora", "ss_base_model_version": "sdxl_base_v1-0"}),
-        "lora", "sdxl"),
-    "pony-by-metadata": (st({f"{UNET}input_blocks.0.0.weight": (8, 4, 3, 3),
-                             "conditioner.embedders.1.model.ln_final.weight": (16,)},
-                            metadata={"modelspec.title": "Pony Diffusion V6 XL"}),
-                         "checkpoint", "pony"),
-    "modelspec": (st({"x": (4, 4)}, metadata={
-        "modelspec.architecture": "stable-diffusion-xl-v1-base/lora"}), "lora", "sdxl"),
+    "kohya-lora-sdxl": (
+        st(
+            {
+                "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (4, 768),
+                "lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (4, 1280),
+            }
+        ),
+        "lora",
+        "sdxl",
+    ),
+    "lycoris-loha": (
+        st(
+            {
+                "lora_unet_mid_block_attentions_0_proj_in.hada_w1_a": (4, 4),
+                "lora_unet_mid_block_attentions_0_proj_in.hada_w1_b": (4, 4),
+            }
+        ),
+        "lora",
+        None,
+    ),
+    "lycoris-lokr": (st({"lora_unet_mid_block_attentions_0_proj_in.lokr_w1": (4, 4)}), "lora", None),
+    "peft-flux-lora": (
+        st({"transformer.single_transformer_blocks.0.attn.to_k.lora_A.weight": (4, 3072)}),
+        "lora",
+        "flux1",
+    ),
+    "kohya-metadata": (
+        st(
+            {"some.weights": (4, 4)},
+            metadata={"ss_network_module": "networks.lora", "ss_base_model_version": "sdxl_base_v1-0"},
+        ),
+        "lora",
+        "sdxl",
+    ),
+    "pony-by-metadata": (
+        st(
+            {
+                f"{UNET}input_blocks.0.0.weight": (8, 4, 3, 3),
+                "conditioner.embedders.1.model.ln_final.weight": (16,),
+            },
+            metadata={"modelspec.title": "Pony Diffusion V6 XL"},
+        ),
+        "checkpoint",
+        "pony",
+    ),
+    "modelspec": (
+        st({"x": (4, 4)}, metadata={"modelspec.architecture": "stable-diffusion-xl-v1-base/lora"}),
+        "lora",
+        "sdxl",
+    ),
     "kohya-embedding": (st({"emb_params": (2, 768)}), "embedding", "sd15"),
     "sdxl-embedding": (st({"clip_l": (2, 768), "clip_g": (2, 1280)}), "embedding", "sdxl"),
     "a1111-embedding": (embedding_bytes(np.ones((2, 1024), f32)), "embedding", "sd2"),
@@ -87,9 +145,11 @@ def test_probe_classifies_every_type_and_base(sdm, tmp_path, name):
 
 
 def test_probe_reports_precision_ema_and_variant(sdm, tmp_path):
-    full = {f"{UNET}input_blocks.0.0.weight": np.zeros((320, 9, 3, 3), f32),
-            "model_ema.diffusion_modelinput_blocks00weight": np.zeros((320, 9, 3, 3), f32),
-            "cond_stage_model.transformer.text_model.final_layer_norm.weight": np.zeros(768, f32)}
+    full = {
+        f"{UNET}input_blocks.0.0.weight": np.zeros((320, 9, 3, 3), f32),
+        "model_ema.diffusion_modelinput_blocks00weight": np.zeros((320, 9, 3, 3), f32),
+        "cond_stage_model.transformer.text_model.final_layer_norm.weight": np.zeros(768, f32),
+    }
     path = tmp_path / "inpaint-full.ckpt"
     path.write_bytes(checkpoint_bytes(full))
     report = sdm("probe", str(path), "--json").json()[0]
@@ -136,26 +196,48 @@ def test_hashes_autov1_autov2_autov3():
         assert hashes.sha256 == hashlib.sha256(data).hexdigest()
         assert hashes.autov2 == hashes.sha256[:10]
         assert hashes.autov1 == hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
-        assert hashes.autov3 == hashlib.sha256(data[8 + length:]).hexdigest()
+        assert hashes.autov3 == hashlib.sha256(data[8 + length :]).hexdigest()
         # Editing metadata changes SHA256 but not AutoV3.
-        header = json.loads(data[8:8 + length])
+        header = json.loads(data[8 : 8 + length])
         header["__metadata__"] = {"format": "pt", "note": "edited"}
         raw = json.dumps(header).encode()
         raw += b" " * (-len(raw) % 8)
-        edited = struct.pack("<Q", len(raw)) + raw + data[8 + length:]
+        edited = struct.pack("<Q", len(raw)) + raw + data[8 + length :]
         path.write_bytes(edited)
         again = compute(path)
         assert again.sha256 != hashes.sha256 and again.autov3 == hashes.autov3
 
 
 def test_catalog_hash_names_the_file_and_pony(sdm, tmp_path, monkeypatch):
-    data = st({f"{UNET}input_blocks.0.0.weight": (8, 4, 3, 3),
-               "conditioner.embedders.1.model.ln_final.weight": (16,)})
+    data = st(
+        {
+            f"{UNET}input_blocks.0.0.weight": (8, 4, 3, 3),
+            "conditioner.embedders.1.model.ln_final.weight": (16,),
+        }
+    )
     catalog = tmp_path / "cat.yaml"
-    catalog.write_text(yaml.safe_dump({"models": [{
-        "id": "my-pony", "name": "My Pony", "type": "checkpoint", "base": "pony",
-        "variants": [{"name": "v6", "source": {"url": "https://example.com/p.safetensors"},
-                      "format": "safetensors", "sha256": hashlib.sha256(data).hexdigest()}]}]}))
+    catalog.write_text(
+        yaml.safe_dump(
+            {
+                "models": [
+                    {
+                        "id": "my-pony",
+                        "name": "My Pony",
+                        "type": "checkpoint",
+                        "base": "pony",
+                        "variants": [
+                            {
+                                "name": "v6",
+                                "source": {"url": "https://example.com/p.safetensors"},
+                                "format": "safetensors",
+                                "sha256": hashlib.sha256(data).hexdigest(),
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     monkeypatch.setenv("SDM_CATALOG", str(catalog))
     path = tmp_path / "renamed.safetensors"
     path.write_bytes(data)
@@ -164,6 +246,7 @@ def test_catalog_hash_names_the_file_and_pony(sdm, tmp_path, monkeypatch):
 
 
 # --- verify, clean, rm, du --------------------------------------------------------------
+
 
 @pytest.fixture
 def installed(sdm, hub, store):
@@ -198,8 +281,7 @@ def test_interrupted_downloads_are_shown_and_cleaned(sdm, hub, installed, monkey
     from modelfiles import big_safetensors
 
     monkeypatch.setenv("SDM_RETRIES", "0")
-    hub.add_hf("org/c", "c.safetensors", big_safetensors(1), drop_after=300_000, drop_times=2,
-               fail_from=3)
+    hub.add_hf("org/c", "c.safetensors", big_safetensors(1), drop_after=300_000, drop_times=2, fail_from=3)
     assert sdm("pull", "hf://org/c/c.safetensors", "--type", "checkpoint").code == 1
     report = sdm("verify", "--json").json()
     parts = [c for c in report if "interrupted download" in c["reason"]]

@@ -38,8 +38,13 @@ def test_import_an_a1111_tree(sdm, store, tmp_path):
     by_name = {os.path.basename(r["path"]): r for r in result.json()}
     assert by_name["evil.ckpt"]["status"] == "skipped"
     assert "dangerous" in by_name["evil.ckpt"]["reason"]
-    expected = {"dreamy.safetensors": "checkpoints", "style.safetensors": "loras",
-                "badhands.pt": "embeddings", "cyber.pt": "hypernetworks", "mse.safetensors": "vae"}
+    expected = {
+        "dreamy.safetensors": "checkpoints",
+        "style.safetensors": "loras",
+        "badhands.pt": "embeddings",
+        "cyber.pt": "hypernetworks",
+        "mse.safetensors": "vae",
+    }
     for name, folder in expected.items():
         assert by_name[name]["status"] == "imported", by_name[name]
         placed = store / folder / name
@@ -54,26 +59,46 @@ def test_import_an_a1111_tree(sdm, store, tmp_path):
     assert [r["status"] for r in again] == ["present"]
 
 
-def test_import_a_comfyui_tree_by_copy_names_files_by_catalog_hash(sdm, store, tmp_path,
-                                                                    monkeypatch):
+def test_import_a_comfyui_tree_by_copy_names_files_by_catalog_hash(sdm, store, tmp_path, monkeypatch):
     data = lora_like(4)
     import hashlib
 
     catalog = tmp_path / "cat.yaml"
-    catalog.write_text(yaml.safe_dump({"models": [{
-        "id": "detail", "name": "Detail", "type": "lora", "base": "sd15",
-        "variants": [{"name": "v1", "source": {"url": "https://example.com/d.safetensors"},
-                      "filename": "add_detail.safetensors", "format": "safetensors",
-                      "sha256": hashlib.sha256(data).hexdigest()}]}]}))
+    catalog.write_text(
+        yaml.safe_dump(
+            {
+                "models": [
+                    {
+                        "id": "detail",
+                        "name": "Detail",
+                        "type": "lora",
+                        "base": "sd15",
+                        "variants": [
+                            {
+                                "name": "v1",
+                                "source": {"url": "https://example.com/d.safetensors"},
+                                "filename": "add_detail.safetensors",
+                                "format": "safetensors",
+                                "sha256": hashlib.sha256(data).hexdigest(),
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     monkeypatch.setenv("SDM_CATALOG", str(catalog))
     comfy = tmp_path / "ComfyUI"
-    make_tree(comfy, {"models/loras/renamed by me.safetensors": data,
-                      "models/checkpoints/base.safetensors": sd15_like(5)})
+    make_tree(
+        comfy,
+        {"models/loras/renamed by me.safetensors": data, "models/checkpoints/base.safetensors": sd15_like(5)},
+    )
     result = sdm("import", str(comfy / "models"), "--copy", "--json")
     assert result.code == 0, result
     placed = store / "loras" / "add_detail.safetensors"
     assert placed.read_bytes() == data and not os.path.samefile(
-        placed, comfy / "models/loras/renamed by me.safetensors")
+        placed, comfy / "models/loras/renamed by me.safetensors"
+    )
     assert {i["id"] for i in sdm("list", "--json").json()} == {"detail", None}
 
 
@@ -108,12 +133,29 @@ def test_pull_links_a_file_the_store_already_has(sdm, hub, store, tmp_path, monk
 
     hub.add_hf("org/l", "lora.safetensors", data)
     catalog = tmp_path / "cat.yaml"
-    catalog.write_text(yaml.safe_dump({"models": [{
-        "id": "same", "name": "Same", "type": "lora", "base": "sd15",
-        "variants": [{"name": "v1", "source": {"hf": {"repo": "org/l",
-                                                       "path": "lora.safetensors"}},
-                      "filename": "same_lora.safetensors", "format": "safetensors",
-                      "sha256": hashlib.sha256(data).hexdigest()}]}]}))
+    catalog.write_text(
+        yaml.safe_dump(
+            {
+                "models": [
+                    {
+                        "id": "same",
+                        "name": "Same",
+                        "type": "lora",
+                        "base": "sd15",
+                        "variants": [
+                            {
+                                "name": "v1",
+                                "source": {"hf": {"repo": "org/l", "path": "lora.safetensors"}},
+                                "filename": "same_lora.safetensors",
+                                "format": "safetensors",
+                                "sha256": hashlib.sha256(data).hexdigest(),
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     monkeypatch.setenv("SDM_CATALOG", str(catalog))
     # The same bytes arrive first under another name, from another URL.
     hub.add_file("plain/my_copy.safetensors", data)
@@ -124,8 +166,9 @@ def test_pull_links_a_file_the_store_already_has(sdm, hub, store, tmp_path, monk
     assert result.code == 0, result
     assert json.loads(result.out)["status"] == "present"
     assert len(hub.requests) == before  # not even a metadata request
-    assert os.path.samefile(store / "loras" / "same_lora.safetensors",
-                            store / "loras" / "my_copy.safetensors")
+    assert os.path.samefile(
+        store / "loras" / "same_lora.safetensors", store / "loras" / "my_copy.safetensors"
+    )
     assert {i["id"] for i in sdm("list", "--json").json()} == {"same", None}
 
 
@@ -134,8 +177,9 @@ def test_unknown_pickles_need_allow_unsafe_and_dangerous_ones_never_pass(sdm, st
 
     folder = tmp_path / "Lora"
     folder.mkdir()
-    (folder / "odd.pt").write_bytes(zip_with({"archive/data.pkl": b"\x80\x02cmymodule\nX\n)R.",
-                                              "archive/version": b"3\n"}))
+    (folder / "odd.pt").write_bytes(
+        zip_with({"archive/data.pkl": b"\x80\x02cmymodule\nX\n)R.", "archive/version": b"3\n"})
+    )
     (folder / "evil.pt").write_bytes(b"\x80\x02cposix\nsystem\nX\x04\x00\x00\x00trueR.")
     result = sdm("import", str(folder), "--json")
     assert result.code == 1 and {r["status"] for r in result.json()} == {"skipped"}

@@ -10,9 +10,12 @@ from modelfiles import embedding_bytes, lora_like, sd15_like, vae_like
 
 
 def seed_store(sdm, tmp_path) -> dict[str, bytes]:
-    files = {"base.safetensors": sd15_like(1), "style.safetensors": lora_like(2),
-             "neg.pt": embedding_bytes(np.ones((2, 768), np.float32), "neg"),
-             "mse.safetensors": vae_like(3)}
+    files = {
+        "base.safetensors": sd15_like(1),
+        "style.safetensors": lora_like(2),
+        "neg.pt": embedding_bytes(np.ones((2, 768), np.float32), "neg"),
+        "mse.safetensors": vae_like(3),
+    }
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     for name, data in files.items():
@@ -29,8 +32,12 @@ def test_link_a1111_with_symlinks_then_unlink(sdm, store, tmp_path):
     own.write_bytes(sd15_like(9))
     result = sdm("link", str(webui), "--layout", "a1111")
     assert result.code == 0, result
-    expected = {"base.safetensors": "models/Stable-diffusion", "style.safetensors": "models/Lora",
-                "neg.pt": "embeddings", "mse.safetensors": "models/VAE"}
+    expected = {
+        "base.safetensors": "models/Stable-diffusion",
+        "style.safetensors": "models/Lora",
+        "neg.pt": "embeddings",
+        "mse.safetensors": "models/VAE",
+    }
     for name, folder in expected.items():
         target = webui / folder / name
         assert target.is_symlink(), target
@@ -56,8 +63,12 @@ def test_link_comfyui_with_hardlinks(sdm, store, tmp_path):
     comfy = tmp_path / "ComfyUI"
     comfy.mkdir()
     assert sdm("link", str(comfy), "--layout", "comfyui", "--mode", "hardlink").code == 0
-    for folder, name in (("checkpoints", "base.safetensors"), ("loras", "style.safetensors"),
-                         ("embeddings", "neg.pt"), ("vae", "mse.safetensors")):
+    for folder, name in (
+        ("checkpoints", "base.safetensors"),
+        ("loras", "style.safetensors"),
+        ("embeddings", "neg.pt"),
+        ("vae", "mse.safetensors"),
+    ):
         target = comfy / "models" / folder / name
         assert not target.is_symlink() and os.path.samefile(target, store / folder / name)
 
@@ -90,8 +101,7 @@ def test_falls_back_where_symlinks_do_not_work(sdm, store, tmp_path, monkeypatch
     assert result.code == 0, result
     assert "symlink links do not work" in result.out and "using hardlink" in result.out
     target = webui / "models" / "Lora" / "style.safetensors"
-    assert not target.is_symlink() and os.path.samefile(target, store / "loras" /
-                                                        "style.safetensors")
+    assert not target.is_symlink() and os.path.samefile(target, store / "loras" / "style.safetensors")
 
 
 def test_layout_config_makes_pulls_land_where_the_ui_looks(sdm, hub, tmp_path):

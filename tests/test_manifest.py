@@ -16,17 +16,50 @@ def listing(sdm, home) -> list[tuple]:
 def test_manifest_round_trip_between_two_stores(sdm, hub, tmp_path, monkeypatch):
     hub.add_hf("org/base", "base.safetensors", sd15_like(1))
     hub.add_hf("org/old", "old.ckpt", checkpoint_bytes({"model.diffusion_model.w": BASE}))
-    hub.add_civitai(5, 50, [{"id": 1, "name": "style.safetensors", "data": lora_like(3),
-                             "primary": True}], model_type="LORA")
+    hub.add_civitai(
+        5,
+        50,
+        [{"id": 1, "name": "style.safetensors", "data": lora_like(3), "primary": True}],
+        model_type="LORA",
+    )
     catalog = tmp_path / "cat.yaml"
-    catalog.write_text(yaml.safe_dump({"models": [
-        {"id": "base", "name": "Base", "type": "checkpoint", "base": "sd15",
-         "variants": [{"name": "v1", "source": {"hf": {"repo": "org/base",
-                                                        "path": "base.safetensors"}},
-                       "filename": "base.safetensors", "format": "safetensors"}]},
-        {"id": "old", "name": "Old", "type": "checkpoint", "base": "sd15",
-         "variants": [{"name": "fp32", "source": {"hf": {"repo": "org/old", "path": "old.ckpt"}},
-                       "filename": "old.ckpt", "format": "ckpt", "precision": "fp32"}]}]}))
+    catalog.write_text(
+        yaml.safe_dump(
+            {
+                "models": [
+                    {
+                        "id": "base",
+                        "name": "Base",
+                        "type": "checkpoint",
+                        "base": "sd15",
+                        "variants": [
+                            {
+                                "name": "v1",
+                                "source": {"hf": {"repo": "org/base", "path": "base.safetensors"}},
+                                "filename": "base.safetensors",
+                                "format": "safetensors",
+                            }
+                        ],
+                    },
+                    {
+                        "id": "old",
+                        "name": "Old",
+                        "type": "checkpoint",
+                        "base": "sd15",
+                        "variants": [
+                            {
+                                "name": "fp32",
+                                "source": {"hf": {"repo": "org/old", "path": "old.ckpt"}},
+                                "filename": "old.ckpt",
+                                "format": "ckpt",
+                                "precision": "fp32",
+                            }
+                        ],
+                    },
+                ]
+            }
+        )
+    )
     monkeypatch.setenv("SDM_CATALOG", str(catalog))
     first, second = tmp_path / "first", tmp_path / "second"
     for args in (["base"], ["civitai://50"], ["old", "--fp16", "--convert"]):
@@ -56,8 +89,7 @@ def test_frozen_refuses_a_hash_the_manifest_does_not_pin(sdm, hub, tmp_path):
     assert sdm("list", "--json").json() == []
     assert sdm("pull", "-f", str(manifest)).code == 0  # without --frozen the pin is advice
     unpinned = tmp_path / "u.yaml"
-    unpinned.write_text(yaml.safe_dump({"models": [{"spec": "hf://org/x/x.safetensors",
-                                                    "type": "lora"}]}))
+    unpinned.write_text(yaml.safe_dump({"models": [{"spec": "hf://org/x/x.safetensors", "type": "lora"}]}))
     result = sdm("pull", "-f", str(unpinned), "--frozen")
     assert result.code == 2 and "sha256" in result.err
 

@@ -31,8 +31,12 @@ def catalog(tmp_path, monkeypatch):
 
 
 def hf_variant(name, repo, path, data=None, **extra):
-    variant = {"name": name, "source": {"hf": {"repo": repo, "path": path}},
-               "filename": path.rsplit("/", 1)[-1], "format": extra.pop("format", "safetensors")}
+    variant = {
+        "name": name,
+        "source": {"hf": {"repo": repo, "path": path}},
+        "filename": path.rsplit("/", 1)[-1],
+        "format": extra.pop("format", "safetensors"),
+    }
     if data is not None:
         variant.update(size=len(data), sha256=sha(data))
     variant.update(extra)
@@ -40,8 +44,13 @@ def hf_variant(name, repo, path, data=None, **extra):
 
 
 def model(model_id, variants, **extra):
-    entry = {"id": model_id, "name": model_id.title(), "type": "checkpoint", "base": "sd15",
-             "variants": variants}
+    entry = {
+        "id": model_id,
+        "name": model_id.title(),
+        "type": "checkpoint",
+        "base": "sd15",
+        "variants": variants,
+    }
     entry.update(extra)
     return entry
 
@@ -49,8 +58,9 @@ def model(model_id, variants, **extra):
 def test_pull_catalog_model_from_hf_places_and_records_it(sdm, hub, catalog, store):
     data = sd15_like(1)
     hub.add_hf("org/model", "model-fp16.safetensors", data)
-    catalog([model("tiny", [hf_variant("fp16", "org/model", "model-fp16.safetensors", data,
-                                       precision="fp16")])])
+    catalog(
+        [model("tiny", [hf_variant("fp16", "org/model", "model-fp16.safetensors", data, precision="fp16")])]
+    )
     result = sdm("pull", "tiny")
     assert result.code == 0, result
     placed = store / "checkpoints" / "model-fp16.safetensors"
@@ -67,13 +77,29 @@ def test_resolver_prefers_default_safetensors_pruned_and_explains(sdm, hub, cata
     hub.add_hf("org/m", "full.safetensors", st)
     hub.add_hf("org/m", "pruned.ckpt", ck)
     hub.add_hf("org/m", "pruned.safetensors", st)
-    catalog([model("m", [
-        hf_variant("pruned-ckpt", "org/m", "pruned.ckpt", ck, format="ckpt", weights="pruned",
-                   precision="fp16"),
-        hf_variant("full", "org/m", "full.safetensors", st, weights="full", precision="fp32"),
-        hf_variant("pruned", "org/m", "pruned.safetensors", st, weights="pruned",
-                   precision="fp16"),
-    ], default_variant="pruned-ckpt")])
+    catalog(
+        [
+            model(
+                "m",
+                [
+                    hf_variant(
+                        "pruned-ckpt",
+                        "org/m",
+                        "pruned.ckpt",
+                        ck,
+                        format="ckpt",
+                        weights="pruned",
+                        precision="fp16",
+                    ),
+                    hf_variant("full", "org/m", "full.safetensors", st, weights="full", precision="fp32"),
+                    hf_variant(
+                        "pruned", "org/m", "pruned.safetensors", st, weights="pruned", precision="fp16"
+                    ),
+                ],
+                default_variant="pruned-ckpt",
+            )
+        ]
+    )
     plan = sdm("pull", "m", "--dry-run", "--json").json()[0]
     # A pickle is chosen only when no safetensors exists, even over the default.
     assert plan["variant"] == "pruned"
@@ -108,10 +134,27 @@ def test_pickle_only_model_says_it_is_a_pickle(sdm, hub, catalog):
 
 def test_pull_from_civitai_strips_token_on_redirect(sdm, hub, catalog, store, monkeypatch):
     data = sd15_like(5)
-    hub.add_civitai(4384, 128713, [{"id": 1, "name": "dreamshaper_8.safetensors", "data": data,
-                                    "primary": True}], login=True)
-    catalog([model("ds", [{"name": "v8", "source": {"civitai": {"model": 4384, "version": 128713}},
-                           "format": "safetensors", "sha256": sha(data)}])])
+    hub.add_civitai(
+        4384,
+        128713,
+        [{"id": 1, "name": "dreamshaper_8.safetensors", "data": data, "primary": True}],
+        login=True,
+    )
+    catalog(
+        [
+            model(
+                "ds",
+                [
+                    {
+                        "name": "v8",
+                        "source": {"civitai": {"model": 4384, "version": 128713}},
+                        "format": "safetensors",
+                        "sha256": sha(data),
+                    }
+                ],
+            )
+        ]
+    )
     monkeypatch.setenv("CIVITAI_TOKEN", CIVITAI_TOKEN)
     monkeypatch.setenv("HF_TOKEN", HF_TOKEN)
     result = sdm("pull", "ds", "--json")
@@ -127,14 +170,14 @@ def test_pull_from_civitai_strips_token_on_redirect(sdm, hub, catalog, store, mo
             assert auth in ("", f"Bearer {CIVITAI_TOKEN}")
             assert HF_TOKEN not in auth
     downloads = [r for r in hub.requests if "/api/download/" in r.path]
-    assert downloads and all(r.headers["authorization"] == f"Bearer {CIVITAI_TOKEN}"
-                             for r in downloads)
+    assert downloads and all(r.headers["authorization"] == f"Bearer {CIVITAI_TOKEN}" for r in downloads)
     assert all(r.headers["user-agent"].startswith("sdm/") for r in hub.requests)
 
 
 def test_civitai_login_required_without_token_says_which_token(sdm, hub):
-    hub.add_civitai(6424, 11745, [{"id": 7, "name": "x.safetensors", "data": sd15_like(6),
-                                   "primary": True}], login=True)
+    hub.add_civitai(
+        6424, 11745, [{"id": 7, "name": "x.safetensors", "data": sd15_like(6), "primary": True}], login=True
+    )
     result = sdm("pull", "civitai://11745")
     assert result.code == 1
     assert "login" in result.err and "CIVITAI_TOKEN" in result.err
@@ -159,9 +202,11 @@ def test_gated_hf_repo_messages(sdm, hub, monkeypatch):
 def test_hf_url_forms(sdm, hub, store, form):
     data = lora_like(8)
     hub.add_hf("org/lora", "sub/my_lora.safetensors", data)
-    spec = {"blob": "https://huggingface.co/org/lora/blob/main/sub/my_lora.safetensors",
-            "resolve": f"{hub.hf_url}/org/lora/resolve/main/sub/my_lora.safetensors",
-            "hf": "hf://org/lora/sub/my_lora.safetensors@main"}[form]
+    spec = {
+        "blob": "https://huggingface.co/org/lora/blob/main/sub/my_lora.safetensors",
+        "resolve": f"{hub.hf_url}/org/lora/resolve/main/sub/my_lora.safetensors",
+        "hf": "hf://org/lora/sub/my_lora.safetensors@main",
+    }[form]
     result = sdm("pull", spec, "--type", "lora")
     assert result.code == 0, result
     assert (store / "loras" / "my_lora.safetensors").read_bytes() == data
@@ -176,12 +221,27 @@ def test_hf_url_not_in_catalog_needs_type(sdm, hub):
 @pytest.mark.parametrize("form", ["page", "api", "scheme"])
 def test_civitai_url_forms_take_type_and_base_from_the_api(sdm, hub, store, form):
     data = lora_like(10)
-    hub.add_civitai(58390, 62833, [{"id": 3, "name": "add_detail.safetensors", "data": data,
-                                    "fp": None, "size": None, "primary": True}],
-                    model_type="LORA", base="SD 1.5")
-    spec = {"page": "https://civitai.com/models/58390/detail-tweaker?modelVersionId=62833",
-            "api": "https://civitai.com/api/download/models/62833",
-            "scheme": "civitai://62833"}[form]
+    hub.add_civitai(
+        58390,
+        62833,
+        [
+            {
+                "id": 3,
+                "name": "add_detail.safetensors",
+                "data": data,
+                "fp": None,
+                "size": None,
+                "primary": True,
+            }
+        ],
+        model_type="LORA",
+        base="SD 1.5",
+    )
+    spec = {
+        "page": "https://civitai.com/models/58390/detail-tweaker?modelVersionId=62833",
+        "api": "https://civitai.com/api/download/models/62833",
+        "scheme": "civitai://62833",
+    }[form]
     result = sdm("pull", spec, "--json")
     assert result.code == 0, result
     assert (store / "loras" / "add_detail.safetensors").read_bytes() == data
@@ -190,20 +250,22 @@ def test_civitai_url_forms_take_type_and_base_from_the_api(sdm, hub, store, form
 
 
 def test_civitai_model_page_without_version_takes_the_newest(sdm, hub, store):
-    hub.add_civitai(1, 100, [{"id": 10, "name": "old.safetensors", "data": sd15_like(11),
-                              "primary": True}])
-    hub.add_civitai(1, 200, [{"id": 20, "name": "new.safetensors", "data": sd15_like(12),
-                              "primary": True}])
+    hub.add_civitai(1, 100, [{"id": 10, "name": "old.safetensors", "data": sd15_like(11), "primary": True}])
+    hub.add_civitai(1, 200, [{"id": 20, "name": "new.safetensors", "data": sd15_like(12), "primary": True}])
     assert sdm("pull", "https://civitai.com/models/1").code == 0
     assert (store / "checkpoints" / "new.safetensors").exists()
 
 
 def test_civitai_variants_come_from_files(sdm, hub, store):
     fp16, fp32 = sd15_like(13), sd15_like(14, width=80)
-    hub.add_civitai(5, 50, [
-        {"id": 1, "name": "m_fp16.safetensors", "data": fp16, "fp": "fp16", "primary": True},
-        {"id": 2, "name": "m_fp32.safetensors", "data": fp32, "fp": "fp32", "size": "full"},
-    ])
+    hub.add_civitai(
+        5,
+        50,
+        [
+            {"id": 1, "name": "m_fp16.safetensors", "data": fp16, "fp": "fp16", "primary": True},
+            {"id": 2, "name": "m_fp32.safetensors", "data": fp32, "fp": "fp32", "size": "full"},
+        ],
+    )
     assert sdm("pull", "civitai://50", "--fp32").code == 0
     assert (store / "checkpoints" / "m_fp32.safetensors").read_bytes() == fp32
     result = sdm("pull", "civitai://50", "--bf16")
@@ -219,8 +281,7 @@ def test_plain_url_needs_type_and_unsafe_names_stay_in_the_store(sdm, hub, store
     result = sdm("pull", url, "--type", "lora")
     assert result.code == 0, result
     assert (store / "loras" / "evil.safetensors").read_bytes() == data
-    assert not Path("/tmp/evil.safetensors").exists() or \
-        Path("/tmp/evil.safetensors").read_bytes() != data
+    assert not Path("/tmp/evil.safetensors").exists() or Path("/tmp/evil.safetensors").read_bytes() != data
 
 
 def test_present_file_is_reported_and_no_bytes_move(sdm, hub, catalog):
@@ -239,8 +300,12 @@ def test_pull_file_reinstalls_fast_when_all_present(sdm, hub, catalog, tmp_path)
     a, b = sd15_like(17), vae_like(18)
     hub.add_hf("org/a", "a.safetensors", a)
     hub.add_hf("org/b", "b.safetensors", b)
-    catalog([model("a", [hf_variant("v", "org/a", "a.safetensors", a)]),
-             model("b", [hf_variant("v", "org/b", "b.safetensors", b)], type="vae")])
+    catalog(
+        [
+            model("a", [hf_variant("v", "org/a", "a.safetensors", a)]),
+            model("b", [hf_variant("v", "org/b", "b.safetensors", b)], type="vae"),
+        ]
+    )
     text = tmp_path / "models.txt"
     text.write_text("# my set\na\nb --variant v   # the VAE\n")
     listing = tmp_path / "models.yaml"
@@ -336,8 +401,16 @@ def test_mirror_is_used_when_the_main_source_is_gone(sdm, hub, catalog, store):
 def test_a_file_that_contradicts_its_type_is_refused(sdm, hub, catalog, store):
     checkpoint = sd15_like(25)
     hub.add_hf("org/fake", "style_lora.safetensors", checkpoint)
-    catalog([model("fake-lora", [hf_variant("v1", "org/fake", "style_lora.safetensors")],
-                   type="lora", base="sdxl")])
+    catalog(
+        [
+            model(
+                "fake-lora",
+                [hf_variant("v1", "org/fake", "style_lora.safetensors")],
+                type="lora",
+                base="sdxl",
+            )
+        ]
+    )
     result = sdm("pull", "fake-lora")
     assert result.code == 1
     assert "should be a lora but is a checkpoint" in result.err
@@ -349,17 +422,35 @@ def test_a_base_contradiction_is_a_warning_and_url_pulls_learn_their_base(sdm, h
     result = sdm("pull", "hf://org/l/sd15_lora.safetensors", "--type", "lora")
     assert result.code == 0, result
     assert sdm("list", "--json").json()[0]["base"] == "sd15"  # learned from the file
-    hub.add_civitai(77, 770, [{"id": 9, "name": "xl_lora.safetensors", "data": lora_like(27),
-                               "primary": True}], model_type="LORA", base="SDXL 1.0")
+    hub.add_civitai(
+        77,
+        770,
+        [{"id": 9, "name": "xl_lora.safetensors", "data": lora_like(27), "primary": True}],
+        model_type="LORA",
+        base="SDXL 1.0",
+    )
     result = sdm("pull", "civitai://770")
     assert result.code == 0 and "should be sdxl but looks like sd15" in result.err
 
 
 def test_sidecars_for_a1111_and_civitai_helper(sdm, hub, store):
     data = lora_like(30)
-    hub.add_civitai(9001, 998877, [{"id": 3, "name": "add_detail.safetensors", "data": data,
-                                    "fp": None, "size": None, "primary": True}],
-                    model_type="LORA", base="SD 1.5")
+    hub.add_civitai(
+        9001,
+        998877,
+        [
+            {
+                "id": 3,
+                "name": "add_detail.safetensors",
+                "data": data,
+                "fp": None,
+                "size": None,
+                "primary": True,
+            }
+        ],
+        model_type="LORA",
+        base="SD 1.5",
+    )
     hub.civitai[998877]["trainedWords"] = ["detailed", "intricate"]
     assert sdm("pull", "civitai://998877").code == 0
     sidecar = store / "loras" / "add_detail.json"

@@ -63,8 +63,7 @@ def test_429_retry_after_is_honoured(sdm, hub, store):
 
 def test_hugging_face_ratelimit_header_is_honoured(sdm, hub, store):
     data = sd15_like(12)
-    hub.add_hf("o/r", "hfrl.safetensors", data, status=429, status_times=1,
-               ratelimit='"resolvers";r=0;t=1')
+    hub.add_hf("o/r", "hfrl.safetensors", data, status=429, status_times=1, ratelimit='"resolvers";r=0;t=1')
     assert pull_hf(sdm, "o/r", "hfrl.safetensors").code == 0
     cdn = hub.cdn_requests()
     assert cdn[0].status == 429
@@ -79,8 +78,7 @@ def _overlap(requests, a: str, b: str) -> bool:
 
 def test_several_files_download_in_parallel_up_to_the_bound(sdm, hub, store):
     for name in ("p1", "p2"):
-        hub.add_hf("o/r", f"{name}.safetensors", big_safetensors(1, seed=len(name)),
-                   rate=2_000_000)
+        hub.add_hf("o/r", f"{name}.safetensors", big_safetensors(1, seed=len(name)), rate=2_000_000)
     specs = ["hf://o/r/p1.safetensors", "hf://o/r/p2.safetensors"]
     assert sdm("pull", *specs, "--type", "checkpoint", "--parallel", "2").code == 0
     assert _overlap(hub.cdn_requests(), "p1.safetensors", "p2.safetensors")
@@ -155,8 +153,9 @@ def test_etag_change_mid_download_starts_over(sdm, hub, store, monkeypatch):
     monkeypatch.setenv("SDM_SEGMENT_THRESHOLD", "1M")
     old, new = big_safetensors(2, seed=1), big_safetensors(2, seed=2)
     # Request 1 is the probe, 2 drops mid-body, from 3 on the file (and ETag) are new.
-    hosted = hub.add_file("plain/moving.safetensors", old, drop_after=200_000, drop_times=2,
-                          change_etag_after=2)
+    hosted = hub.add_file(
+        "plain/moving.safetensors", old, drop_after=200_000, drop_times=2, change_etag_after=2
+    )
     hosted.alt = new
     url = f"{hub.cdn_url}/files/plain/moving.safetensors?expires=9999999999"
     result = sdm("pull", url, "--type", "checkpoint", "-c", "1")
@@ -220,8 +219,7 @@ def test_an_idle_connection_takes_over_half_of_a_slow_piece(sdm, hub, store, mon
     hub.add_hf("o/r", "tail.safetensors", data, hold_start=0)
     assert pull_hf(sdm, "o/r", "tail.safetensors", "-c", "2").code == 0
     assert placed(store, "tail.safetensors").read_bytes() == data
-    ranges = [r.headers["range"].removeprefix("bytes=").split("-")
-              for r in hub.fetches()]
+    ranges = [r.headers["range"].removeprefix("bytes=").split("-") for r in hub.fetches()]
     first_end = next(int(e) + 1 for s, e in ranges if s == "0")
     taken = [int(s) for s, _ in ranges if 0 < int(s) < first_end]
     assert taken, ranges  # a request for the second half of the slow piece
@@ -259,8 +257,7 @@ def test_resume_across_runs_transfers_only_the_missing_bytes(sdm, hub, store, mo
     monkeypatch.setenv("SDM_RETRIES", "1")
     data = big_safetensors(2)
     # Request 1 is the probe; 2 drops after 700 kB; from 3 on the server fails.
-    hosted = hub.add_hf("o/r", "res.safetensors", data, drop_after=700_000, drop_times=2,
-                        fail_from=3)
+    hosted = hub.add_hf("o/r", "res.safetensors", data, drop_after=700_000, drop_times=2, fail_from=3)
     result = pull_hf(sdm, "o/r", "res.safetensors", "-c", "1")
     assert result.code == 1 and "resume" in result.err
     assert not placed(store, "res.safetensors").exists()
@@ -283,8 +280,7 @@ def test_resume_across_runs_transfers_only_the_missing_bytes(sdm, hub, store, mo
 def test_a_changed_remote_file_discards_the_partial(sdm, hub, store, monkeypatch):
     monkeypatch.setenv("SDM_RETRIES", "0")
     old, new = big_safetensors(1, seed=3), big_safetensors(1, seed=4)
-    hosted = hub.add_file("plain/swap.safetensors", old, drop_after=300_000, drop_times=2,
-                          fail_from=3)
+    hosted = hub.add_file("plain/swap.safetensors", old, drop_after=300_000, drop_times=2, fail_from=3)
     url = f"{hub.cdn_url}/files/plain/swap.safetensors?expires=9999999999"
     assert sdm("pull", url, "--type", "lora").code == 1
     assert (store / "loras" / "swap.safetensors.sdm-partial").exists()
@@ -309,8 +305,9 @@ def test_expired_signed_url_is_resolved_again(sdm, hub, store, monkeypatch):
 def test_wrong_published_hash_fails_unless_no_verify_hash(sdm, hub, store):
     data = sd15_like(9)
     bogus = "ab" * 32
-    hub.add_civitai(3, 30, [{"id": 4, "name": "bad.safetensors", "data": data, "primary": True,
-                             "sha256": bogus}])
+    hub.add_civitai(
+        3, 30, [{"id": 4, "name": "bad.safetensors", "data": data, "primary": True, "sha256": bogus}]
+    )
     result = sdm("pull", "civitai://30")
     assert result.code == 1 and bogus in result.err and sha(data) in result.err
     assert not placed(store, "bad.safetensors").exists()
@@ -324,10 +321,8 @@ def test_tokens_never_leak_to_other_hosts_output_or_files(sdm, hub, store, monke
     monkeypatch.setenv("HF_TOKEN", HF_TOKEN)
     monkeypatch.setenv("CIVITAI_TOKEN", CIVITAI_TOKEN)
     hub.add_hf("o/r", "tok.safetensors", sd15_like(10), drop_after=1000, drop_times=1)
-    hub.add_civitai(2, 20, [{"id": 6, "name": "tok2.safetensors", "data": sd15_like(11),
-                             "primary": True}])
-    result = sdm("--debug", "pull", "hf://o/r/tok.safetensors", "civitai://20", "--type",
-                 "checkpoint")
+    hub.add_civitai(2, 20, [{"id": 6, "name": "tok2.safetensors", "data": sd15_like(11), "primary": True}])
+    result = sdm("--debug", "pull", "hf://o/r/tok.safetensors", "civitai://20", "--type", "checkpoint")
     assert result.code == 0, result
     for seen in hub.requests:
         auth = seen.headers.get("authorization", "")
@@ -353,8 +348,9 @@ def test_kill_9_mid_pull_then_a_second_pull_completes(hub, store, tmp_path):
     hosted = hub.add_hf("o/r", "k.safetensors", data, rate=400_000)  # ~5 s with 2 connections
     env = dict(os.environ, SDM_SEGMENT_THRESHOLD="1M")
     args = [installed_sdm(), "pull", "hf://o/r/k.safetensors", "--type", "checkpoint", "-c", "2"]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+    )
     state = placed(store, "k.safetensors.sdm-partial.json")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -369,8 +365,9 @@ def test_kill_9_mid_pull_then_a_second_pull_completes(hub, store, tmp_path):
     assert 0 < kept < len(data)
     hosted.faults.rate = None
     second_started = time.monotonic()
-    result = subprocess.run([*args, "--json"], env=env, capture_output=True, text=True,
-                            timeout=120, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [*args, "--json"], env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "resumed"
     assert placed(store, "k.safetensors").read_bytes() == data
@@ -389,9 +386,14 @@ def test_a_disk_write_error_is_one_line_and_places_nothing(hub, store):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (2 * 1024 * 1024, 2 * 1024 * 1024))
 
-    result = subprocess.run([installed_sdm(), "pull", "hf://o/r/w.safetensors", "--type",
-                             "checkpoint"], capture_output=True, text=True, timeout=60,
-                            stdin=subprocess.DEVNULL, preexec_fn=small_files_only)
+    result = subprocess.run(
+        [installed_sdm(), "pull", "hf://o/r/w.safetensors", "--type", "checkpoint"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=small_files_only,
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("sdm: error: w.safetensors: cannot write ")
     assert "File too large" in result.stderr and result.stderr.count("\n") <= 2
@@ -403,8 +405,12 @@ def test_two_pulls_of_one_file_at_once_do_not_corrupt_it(hub, store):
     data = big_safetensors(3)
     hub.add_hf("o/r", "c.safetensors", data, rate=3_000_000)
     args = [installed_sdm(), "pull", "hf://o/r/c.safetensors", "--type", "checkpoint", "--json"]
-    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              stdin=subprocess.DEVNULL) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     statuses = sorted(json.loads(out)["status"] for out, _ in outs)
@@ -418,8 +424,9 @@ def test_ctrl_c_keeps_the_partial_file_and_the_next_pull_resumes(hub, store):
     hosted = hub.add_hf("o/r", "int.safetensors", data, rate=400_000)
     env = dict(os.environ, SDM_SEGMENT_THRESHOLD="1M")
     args = [installed_sdm(), "pull", "hf://o/r/int.safetensors", "--type", "checkpoint", "-c", "2"]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
     partial = placed(store, "int.safetensors.sdm-partial")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (partial.exists() and partial.stat().st_size):
@@ -434,8 +441,9 @@ def test_ctrl_c_keeps_the_partial_file_and_the_next_pull_resumes(hub, store):
     assert 0 < kept < len(data)
     assert not placed(store, "int.safetensors").exists()
     hosted.faults.rate = None
-    result = subprocess.run([*args, "--json"], env=env, capture_output=True, text=True,
-                            timeout=120, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [*args, "--json"], env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "resumed"
     assert placed(store, "int.safetensors").read_bytes() == data
@@ -444,12 +452,12 @@ def test_ctrl_c_keeps_the_partial_file_and_the_next_pull_resumes(hub, store):
 def test_ctrl_c_does_not_wait_for_silent_servers(hub, store):
     data = big_safetensors(8)
     # Every connection gets 100 kB, then the server goes silent for a minute.
-    hub.add_hf("o/r", "mute.safetensors", data, stall_after=100_000, stall_times=100,
-               stall_seconds=60)
+    hub.add_hf("o/r", "mute.safetensors", data, stall_after=100_000, stall_times=100, stall_seconds=60)
     env = dict(os.environ, SDM_SEGMENT_THRESHOLD="1M", SDM_STALL_TIMEOUT="60")
     args = [installed_sdm(), "pull", "hf://o/r/mute.safetensors", "--type", "checkpoint", "-c", "8"]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and hub.bytes_sent("mute.safetensors") < 8 * 100_000:
         time.sleep(0.05)
@@ -460,7 +468,6 @@ def test_ctrl_c_does_not_wait_for_silent_servers(hub, store):
     assert proc.returncode == 130, err
     state = json.loads(placed(store, "mute.safetensors.sdm-partial.json").read_text())
     assert sum(e - s for s, e in state["done"]) >= 8 * 100_000
-
 
 
 def test_wire_never_sends_a_header_value_with_a_line_break(hub):

@@ -20,6 +20,7 @@ from modelfiles import (
 
 # --- hostile pickles, built without ever loading them -----------------------------------
 
+
 class _System:
     def __reduce__(self):
         return (os.system, ("touch /tmp/sdm-pwned",))
@@ -40,17 +41,43 @@ def builtins_exec() -> bytes:
 
 def stack_global_from_memo() -> bytes:
     """Protocol 4: the module and name go through the memo before STACK_GLOBAL."""
+
     def short(s: str) -> bytes:
         return b"\x8c" + bytes([len(s)]) + s.encode()
 
-    return (b"\x80\x04" + short("os") + b"\x94" + short("system") + b"\x94" + b"00"
-            + b"h\x00" + b"h\x01" + b"\x93" + short("true") + b"\x85" + b"R" + b".")
+    return (
+        b"\x80\x04"
+        + short("os")
+        + b"\x94"
+        + short("system")
+        + b"\x94"
+        + b"00"
+        + b"h\x00"
+        + b"h\x01"
+        + b"\x93"
+        + short("true")
+        + b"\x85"
+        + b"R"
+        + b"."
+    )
 
 
 def stack_global_computed() -> bytes:
     """STACK_GLOBAL whose name is not a literal string (built by another call)."""
-    return (b"\x80\x04" + b"\x8c\x08builtins" + b"\x8c\x03str" + b"\x93" + b"\x8c\x06system"
-            + b"\x85" + b"R" + b"\x8c\x02os" + b"\x85" + b"R" + b"\x93" + b".")
+    return (
+        b"\x80\x04"
+        + b"\x8c\x08builtins"
+        + b"\x8c\x03str"
+        + b"\x93"
+        + b"\x8c\x06system"
+        + b"\x85"
+        + b"R"
+        + b"\x8c\x02os"
+        + b"\x85"
+        + b"R"
+        + b"\x93"
+        + b"."
+    )
 
 
 def torch_zip_with_payload(payload: bytes, member: str = "archive/data.pkl") -> bytes:
@@ -66,8 +93,9 @@ HOSTILE = {
     "stack-global-computed": stack_global_computed(),
     "nested-in-torch-zip": torch_zip_with_payload(reduce_os_system(2)),
     # CVE-2025-1889's shape: a benign data.pkl, the payload in a member with another name.
-    "pickle-under-other-member-name": zip_with({
-        "archive/data.pkl": b"\x80\x02}.", "archive/extra.bin": reduce_os_system(2)}),
+    "pickle-under-other-member-name": zip_with(
+        {"archive/data.pkl": b"\x80\x02}.", "archive/extra.bin": reduce_os_system(2)}
+    ),
     "payload-then-junk": reduce_os_system(2)[:-1] + b"\xff\xfe garbage",
 }
 
@@ -105,7 +133,7 @@ def test_zip_whose_local_header_disagrees_with_the_directory_is_refused(sdm, tmp
     data = bytearray(torch_zip_with_payload(checkpoint_bytes({"w": np.zeros(2, np.float16)})))
     # Rename the first member in its local header only (CVE-2025-1944's shape).
     at = data.index(b"archive/data.pkl")
-    data[at:at + 7] = b"ARCHIVE"
+    data[at : at + 7] = b"ARCHIVE"
     report = sdm("scan", str(write(tmp_path, "mismatch", bytes(data))), "--json").json()[0]
     assert report["verdict"] == "dangerous"
     assert "malformed zip" in " ".join(report["reasons"])
@@ -113,8 +141,9 @@ def test_zip_whose_local_header_disagrees_with_the_directory_is_refused(sdm, tmp
 
 BENIGN = {
     "torch-zip-state-dict": small_checkpoint(),
-    "lightning-style": checkpoint_bytes({"model.diffusion_model.out.2.bias": np.ones(4, np.float32)},
-                                        wrap_state_dict=True),
+    "lightning-style": checkpoint_bytes(
+        {"model.diffusion_model.out.2.bias": np.ones(4, np.float32)}, wrap_state_dict=True
+    ),
     "a1111-embedding": embedding_bytes(np.ones((2, 768), np.float32)),
     "legacy-format": legacy_checkpoint_bytes({"w": np.arange(6, dtype=np.float32).reshape(2, 3)}),
 }
@@ -132,8 +161,13 @@ def test_real_checkpoint_layouts_are_safe(sdm, tmp_path, name):
 def test_safetensors_is_safe_without_looking_for_pickles(sdm, tmp_path):
     path = write(tmp_path, "model", sd15_like(), ".safetensors")
     report = sdm("scan", str(path), "--json").json()[0]
-    assert report == {"path": str(path), "verdict": "safe", "format": "safetensors",
-                      "globals": [], "reasons": []}
+    assert report == {
+        "path": str(path),
+        "verdict": "safe",
+        "format": "safetensors",
+        "globals": [],
+        "reasons": [],
+    }
 
 
 def test_unknown_globals_are_unknown_not_safe(sdm, tmp_path):
@@ -157,6 +191,7 @@ def test_scan_text_output_and_exit_codes(sdm, tmp_path):
 
 # --- the scan inside pull ---------------------------------------------------------------
 
+
 def test_pull_refuses_a_dangerous_checkpoint(sdm, hub, store):
     hub.add_hf("evil/model", "model.ckpt", torch_zip_with_payload(reduce_os_system(2)))
     result = sdm("pull", "hf://evil/model/model.ckpt", "--type", "checkpoint", "--allow-unsafe")
@@ -167,8 +202,7 @@ def test_pull_refuses_a_dangerous_checkpoint(sdm, hub, store):
 
 
 def test_pull_refuses_unknown_imports_unless_allowed(sdm, hub, store):
-    odd = zip_with({"archive/data.pkl": b"\x80\x02cmymodule\nMyClass\n)R.",
-                    "archive/version": b"3\n"})
+    odd = zip_with({"archive/data.pkl": b"\x80\x02cmymodule\nMyClass\n)R.", "archive/version": b"3\n"})
     hub.add_hf("odd/model", "odd.ckpt", odd)
     result = sdm("pull", "hf://odd/model/odd.ckpt", "--type", "checkpoint")
     assert result.code == 1 and "mymodule.MyClass" in result.err and "--allow-unsafe" in result.err

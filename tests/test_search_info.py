@@ -21,8 +21,7 @@ def test_search_by_alias_is_exact_first(sdm):
 
 def test_search_anime_ranks_checkpoints_before_addons(sdm):
     found = ids(sdm("search", "anime", "--json"))
-    assert found[0] in {"anything-v3", "pony-diffusion-v6-xl", "protogen-v2.2", "ghostmix",
-                        "waifu-diffusion"}
+    assert found[0] in {"anything-v3", "pony-diffusion-v6-xl", "protogen-v2.2", "ghostmix", "waifu-diffusion"}
     assert found.index("anything-v3") < found.index("easynegative")
 
 
@@ -69,8 +68,7 @@ def test_info_json_has_the_documented_fields(sdm):
     data = sdm("info", "dreamshaper", "--json").json()
     assert {"id", "name", "type", "base", "hints", "variants"} <= set(data)
     variant = data["variants"][0]
-    assert {"name", "filename", "format", "precision", "weights", "size", "sha256",
-            "source"} <= set(variant)
+    assert {"name", "filename", "format", "precision", "weights", "size", "sha256", "source"} <= set(variant)
     assert variant["default"] is True
     assert variant["sha256"] == "879db523c30d3b9017143d56705015e15a2cb5628762c11d086fed9538abd7fd"
     assert variant["source"]["type"] == "civitai"

@@ -16,9 +16,16 @@ def install(store_root: Path, folder: str, name: str, data: bytes, **record) -> 
     if record:
         import hashlib
 
-        Store(store_root).write_record(path, Record(
-            filename=name, type=record.pop("type"), size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(), **record))
+        Store(store_root).write_record(
+            path,
+            Record(
+                filename=name,
+                type=record.pop("type"),
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                **record,
+            ),
+        )
     return path
 
 
@@ -30,9 +37,17 @@ def test_empty_store_says_how_to_start(sdm):
 
 
 def test_list_shows_recorded_and_unknown_files(sdm, store):
-    install(store, "checkpoints", "dreamshaper_8.safetensors", b"x" * 100,
-            type="checkpoint", id="dreamshaper", variant="v8", base="sd15",
-            source="civitai://128713")
+    install(
+        store,
+        "checkpoints",
+        "dreamshaper_8.safetensors",
+        b"x" * 100,
+        type="checkpoint",
+        id="dreamshaper",
+        variant="v8",
+        base="sd15",
+        source="civitai://128713",
+    )
     install(store, "loras", "mystery.safetensors", b"y" * 10)
     install(store, "loras", "notes.txt", b"not a model")
     items = {i["path"].rsplit("/", 1)[1]: i for i in sdm("list", "--json").json()}
@@ -98,8 +113,7 @@ def test_safe_filename_rejects_escapes():
     assert safe_filename("../../etc/passwd") == "passwd"
     assert safe_filename("a\\b\\model.safetensors") == "model.safetensors"
     assert safe_filename("mo\x00del\u202e.safetensors") == "model.safetensors"
-    for bad in ("..", ".hidden", "", "-rf", "CON.safetensors", "x" * 300,
-                "a.safetensors.sdm-partial"):
+    for bad in ("..", ".hidden", "", "-rf", "CON.safetensors", "x" * 300, "a.safetensors.sdm-partial"):
         with pytest.raises(UnsafeFile):
             safe_filename(bad)
 
@@ -125,8 +139,16 @@ def _write_records(root: str, worker: int, count: int) -> None:
         path = Path(root) / "loras" / f"shared-{i % 5}.safetensors"
         if not path.exists():
             continue
-        store.write_record(path, Record(filename=path.name, type="lora", size=path.stat().st_size,
-                                        sha256=f"{worker:064x}", id=f"w{worker}"))
+        store.write_record(
+            path,
+            Record(
+                filename=path.name,
+                type="lora",
+                size=path.stat().st_size,
+                sha256=f"{worker:064x}",
+                id=f"w{worker}",
+            ),
+        )
 
 
 def test_concurrent_processes_writing_records_leave_them_whole(store):

@@ -40,8 +40,14 @@ def pull(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     sdm = Path(sys.executable).parent / "sdm"
     if not sdm.exists():
         pytest.skip("the sdm console script is not installed in this environment")
-    return subprocess.run([str(sdm), "pull", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(sdm), "pull", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_segmented_download_over_tls_verifies_the_server(tls, store):
@@ -49,8 +55,15 @@ def test_segmented_download_over_tls_verifies_the_server(tls, store):
     assert hub.cdn_url.startswith("https://")
     data = big_safetensors(3)
     hub.add_hf("o/r", "t.safetensors", data)
-    result = pull("hf://o/r/t.safetensors", "--type", "checkpoint", "-c", "2",
-                  SSL_CERT_FILE=str(bundle), SDM_SEGMENT_THRESHOLD="1M")
+    result = pull(
+        "hf://o/r/t.safetensors",
+        "--type",
+        "checkpoint",
+        "-c",
+        "2",
+        SSL_CERT_FILE=str(bundle),
+        SDM_SEGMENT_THRESHOLD="1M",
+    )
     assert result.returncode == 0, result.stderr
     assert (store / "checkpoints" / "t.safetensors").read_bytes() == data
     ranged = hub.fetches()

@@ -24,10 +24,30 @@ from typing import Any
 from sdm.errors import BadInput, UnsafeFile, VerificationFailed
 
 CHUNK = 16 * 1024 * 1024
-ITEMSIZE = {"F32": 4, "F64": 8, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
-            "U8": 1, "BOOL": 1}
-NUMPY = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
-         "I8": "i1", "U8": "u1", "BOOL": "?", "BF16": "<u2"}
+ITEMSIZE = {
+    "F32": 4,
+    "F64": 8,
+    "BF16": 2,
+    "F16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
+NUMPY = {
+    "F32": "<f4",
+    "F64": "<f8",
+    "F16": "<f2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U8": "u1",
+    "BOOL": "?",
+    "BF16": "<u2",
+}
 
 
 @dataclass
@@ -70,8 +90,10 @@ def sources_of(path: Path) -> dict[str, Source]:
 
     verdict = scan(path)
     if verdict.verdict != "safe":
-        raise UnsafeFile(f"refusing to convert {path.name}: {verdict.verdict} "
-                         f"({'; '.join(verdict.reasons[:3])})", hint=f"see: sdm scan {path}")
+        raise UnsafeFile(
+            f"refusing to convert {path.name}: {verdict.verdict} ({'; '.join(verdict.reasons[:3])})",
+            hint=f"see: sdm scan {path}",
+        )
     from sdm.formats.torch_reader import Checkpoint
 
     checkpoint = Checkpoint(path)
@@ -83,21 +105,21 @@ def sources_of(path: Path) -> dict[str, Source]:
         for i in range(len(ref.shape) - 2, -1, -1):
             expected[i] = expected[i + 1] * ref.shape[i + 1]
         contiguous = ref.numel <= 1 or all(
-            s == e for s, e, d in zip(ref.stride, expected, ref.shape, strict=True) if d > 1)
+            s == e for s, e, d in zip(ref.stride, expected, ref.shape, strict=True) if d > 1
+        )
 
         def read(start: int, count: int, ref: Any = ref) -> bytes:
-            return checkpoint.storage_bytes(ref.storage, ref.offset * ref.storage.itemsize + start,
-                                            count)
+            return checkpoint.storage_bytes(ref.storage, ref.offset * ref.storage.itemsize + start, count)
 
         def materialize(ref: Any = ref, storage: Any = storage, itemsize: int = itemsize) -> Any:
             if ref.numel == 0:
                 return np.zeros(ref.shape, dtype=NUMPY[storage.dtype])
             last = ref.offset + sum((d - 1) * s for d, s in zip(ref.shape, ref.stride, strict=True))
-            raw = checkpoint.storage_bytes(storage, ref.offset * itemsize,
-                                           (last - ref.offset + 1) * itemsize)
+            raw = checkpoint.storage_bytes(storage, ref.offset * itemsize, (last - ref.offset + 1) * itemsize)
             flat = np.frombuffer(raw, dtype=NUMPY[storage.dtype])
             view = np.lib.stride_tricks.as_strided(
-                flat, shape=ref.shape, strides=[s * itemsize for s in ref.stride], writeable=False)
+                flat, shape=ref.shape, strides=[s * itemsize for s in ref.stride], writeable=False
+            )
             # safetensors 0.8's numpy writer scrambles non-contiguous arrays: always copy.
             return np.ascontiguousarray(view)
 
@@ -140,7 +162,7 @@ def prune(sources: dict[str, Source]) -> tuple[dict[str, Source], list[str]]:
         if name.startswith("model_ema.") or name.startswith(("optimizer", "lr_scheduler")):
             continue
         if name.startswith("model."):
-            ema = sources.get("model_ema." + name[len("model."):].replace(".", ""))
+            ema = sources.get("model_ema." + name[len("model.") :].replace(".", ""))
             if ema is not None and ema.shape == source.shape:
                 source = ema
         kept[name] = source
@@ -162,8 +184,9 @@ def _cast(np: Any, raw: bytes, src: str, dst: str) -> bytes:
     # numpy releases the GIL while casting: two halves on two threads.
     half = len(array) // 2
     if half >= 1 << 20:
-        worker = threading.Thread(target=np.copyto, args=(out[:half], array[:half]),
-                                  kwargs={"casting": "unsafe"})
+        worker = threading.Thread(
+            target=np.copyto, args=(out[:half], array[:half]), kwargs={"casting": "unsafe"}
+        )
         worker.start()
         np.copyto(out[half:], array[half:], casting="unsafe")
         worker.join()
@@ -194,8 +217,9 @@ def _tensor_bytes(source: Source, dst: str) -> Iterator[bytes]:
     yield _cast(np, bytes(array.data), source.dtype, dst)
 
 
-def convert(src: Path, out: Path, *, fp16: bool = False, do_prune: bool = False,
-            force: bool = False) -> Converted:
+def convert(
+    src: Path, out: Path, *, fp16: bool = False, do_prune: bool = False, force: bool = False
+) -> Converted:
     if not src.is_file():
         raise BadInput(f"no such file: {src}")
     if out.exists() and not force:
@@ -210,9 +234,14 @@ def convert(src: Path, out: Path, *, fp16: bool = False, do_prune: bool = False,
     source_sha = _BackgroundSha256(src)
     # Patched in at the end (same length), so hashing the source overlaps the work.
     placeholder = "0" * 64
-    metadata = {"format": "pt", "sdm.source": src.name, "sdm.source_sha256": placeholder,
-                "sdm.converted": ",".join(x for x, on in (("safetensors", True), ("fp16", fp16),
-                                                           ("prune", do_prune)) if on)}
+    metadata = {
+        "format": "pt",
+        "sdm.source": src.name,
+        "sdm.source_sha256": placeholder,
+        "sdm.converted": ",".join(
+            x for x, on in (("safetensors", True), ("fp16", fp16), ("prune", do_prune)) if on
+        ),
+    }
     header: dict[str, Any] = {"__metadata__": metadata}
     offset = 0
     for name, (source, dst) in sorted(plan.items()):
@@ -220,8 +249,7 @@ def convert(src: Path, out: Path, *, fp16: bool = False, do_prune: bool = False,
         for d in source.shape:
             numel *= d
         length = numel * ITEMSIZE[dst]
-        header[name] = {"dtype": dst, "shape": list(source.shape),
-                        "data_offsets": [offset, offset + length]}
+        header[name] = {"dtype": dst, "shape": list(source.shape), "data_offsets": [offset, offset + length]}
         offset += length
     raw_header = json.dumps(header, separators=(",", ":")).encode()
     raw_header += b" " * (-len(raw_header) % 8)
@@ -248,8 +276,7 @@ def convert(src: Path, out: Path, *, fp16: bool = False, do_prune: bool = False,
         tmp.unlink(missing_ok=True)
         raise
     cast = sum(1 for s, d in plan.values() if s.dtype != d)
-    return Converted(out, len(plan), dropped, cast, out.stat().st_size, sha256,
-                     source_sha.result())
+    return Converted(out, len(plan), dropped, cast, out.stat().st_size, sha256, source_sha.result())
 
 
 def _check(path: Path, plan: dict[str, tuple[Source, str]], crcs: dict[str, int]) -> str:

@@ -35,8 +35,7 @@ def verify(items: Iterable[Installed], catalog: Any) -> list[Check]:
         try:
             kind = check_header(item.path, None)
             if kind == "pickle" and scan(item.path).verdict == "dangerous":
-                checks.append(Check(item.path, False, "its pickle can run code (sdm scan)",
-                                    item.id))
+                checks.append(Check(item.path, False, "its pickle can run code (sdm scan)", item.id))
                 continue
             digest = compute(item.path, kind == "safetensors").sha256
         except SdmError as exc:
@@ -53,8 +52,9 @@ def verify(items: Iterable[Installed], catalog: Any) -> list[Check]:
             reason = f"sha256 {digest} differs from the catalog's {expected}"
             checks.append(Check(item.path, False, reason, item.id, digest))
         elif record is None:
-            checks.append(Check(item.path, True, "header ok; no record to compare the hash with",
-                                None, digest))
+            checks.append(
+                Check(item.path, True, "header ok; no record to compare the hash with", None, digest)
+            )
         else:
             why = "sha256 matches the record" + (" and the catalog" if expected else "")
             checks.append(Check(item.path, True, why, item.id, digest))
@@ -87,8 +87,9 @@ def partials(store: Store) -> list[Partial]:
         except (OSError, ValueError, TypeError):
             on_disk, size = 0, None
         lock = path.with_name(path.name[: -len(PARTIAL_SUFFIX)] + ".sdm-lock")
-        age = time.time() - max(path.stat().st_mtime,
-                                state_file.stat().st_mtime if state_file.exists() else 0)
+        age = time.time() - max(
+            path.stat().st_mtime, state_file.stat().st_mtime if state_file.exists() else 0
+        )
         found.append(Partial(path, on_disk, size, age, lock_held(lock)))
     return found
 
@@ -100,8 +101,11 @@ def clean(store: Store, dry_run: bool) -> list[Path]:
         if partial.active:
             continue
         stem = partial.path.name[: -len(PARTIAL_SUFFIX)]
-        for path in (partial.path, partial.path.with_name(partial.path.name + ".json"),
-                     partial.path.with_name(stem + ".sdm-lock")):
+        for path in (
+            partial.path,
+            partial.path.with_name(partial.path.name + ".json"),
+            partial.path.with_name(stem + ".sdm-lock"),
+        ):
             if path.exists():
                 removed.append(path)
                 if not dry_run:

@@ -22,11 +22,19 @@ from sdm.store import MODEL_SUFFIXES, Record, Store
 
 # Folder names UIs use, onto sdm's types (A1111/Forge, ComfyUI, InvokeAI).
 FOLDER_TYPES = {
-    "stable-diffusion": "checkpoint", "checkpoints": "checkpoint", "unet": "checkpoint",
-    "diffusion_models": "checkpoint", "main": "checkpoint",
-    "lora": "lora", "loras": "lora", "lycoris": "lora",
-    "embeddings": "embedding", "textual_inversion": "embedding", "embedding": "embedding",
-    "hypernetworks": "hypernetwork", "hypernetwork": "hypernetwork",
+    "stable-diffusion": "checkpoint",
+    "checkpoints": "checkpoint",
+    "unet": "checkpoint",
+    "diffusion_models": "checkpoint",
+    "main": "checkpoint",
+    "lora": "lora",
+    "loras": "lora",
+    "lycoris": "lora",
+    "embeddings": "embedding",
+    "textual_inversion": "embedding",
+    "embedding": "embedding",
+    "hypernetworks": "hypernetwork",
+    "hypernetwork": "hypernetwork",
     "vae": "vae",
 }
 
@@ -124,8 +132,14 @@ def _unknown_pickle(path: Path, error: UnsafeFile, allow_unsafe: bool) -> Any:
     return found
 
 
-def import_files(store: Store, paths: list[Path], catalog: Any, mode: str = "hardlink",
-                 forced_type: str | None = None, allow_unsafe: bool = False) -> list[Imported]:
+def import_files(
+    store: Store,
+    paths: list[Path],
+    catalog: Any,
+    mode: str = "hardlink",
+    forced_type: str | None = None,
+    allow_unsafe: bool = False,
+) -> list[Imported]:
     from sdm.formats.probe import probe
 
     store.ensure_dirs()
@@ -150,8 +164,16 @@ def import_files(store: Store, paths: list[Path], catalog: Any, mode: str = "har
             results.append(Imported(path, "skipped", reason="cannot tell its type; use --type"))
             continue
         if found.sha256 in known:
-            results.append(Imported(path, "present", known[found.sha256], found.id, kind,
-                                    "the same file is already in the store"))
+            results.append(
+                Imported(
+                    path,
+                    "present",
+                    known[found.sha256],
+                    found.id,
+                    kind,
+                    "the same file is already in the store",
+                )
+            )
             continue
         name = path.name
         model = catalog.find(found.id) if found.id and catalog is not None else None
@@ -164,8 +186,11 @@ def import_files(store: Store, paths: list[Path], catalog: Any, mode: str = "har
             results.append(Imported(path, "skipped", reason=exc.message))
             continue
         if dest.exists():
-            results.append(Imported(path, "clash", dest, found.id, kind,
-                                    f"{dest} already holds another file; left both alone"))
+            results.append(
+                Imported(
+                    path, "clash", dest, found.id, kind, f"{dest} already holds another file; left both alone"
+                )
+            )
             continue
         try:
             how = place(path, dest, mode)
@@ -176,11 +201,22 @@ def import_files(store: Store, paths: list[Path], catalog: Any, mode: str = "har
             results.append(Imported(path, "skipped", reason=f"cannot place it: {exc.strerror}"))
             continue
         with contextlib.suppress(OSError):
-            store.write_record(dest, Record(
-                filename=dest.name, type=kind, size=dest.stat().st_size, sha256=found.sha256,
-                id=found.id, variant=found.variant, base=found.base, format=found.format,
-                precision=found.precision, source=f"imported from {path}",
-                verified=found.id is not None))
+            store.write_record(
+                dest,
+                Record(
+                    filename=dest.name,
+                    type=kind,
+                    size=dest.stat().st_size,
+                    sha256=found.sha256,
+                    id=found.id,
+                    variant=found.variant,
+                    base=found.base,
+                    format=found.format,
+                    precision=found.precision,
+                    source=f"imported from {path}",
+                    verified=found.id is not None,
+                ),
+            )
         known[found.sha256] = dest
         results.append(Imported(path, "imported", dest, found.id, kind, how=how))
     return results

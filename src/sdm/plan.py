@@ -85,8 +85,10 @@ class Plan:
 
 
 def catalog_candidates(model: Model) -> list[Candidate]:
-    return [Candidate(v.name, v.format, v.precision, v.weights, v.name == model.default.name, v)
-            for v in model.variants]
+    return [
+        Candidate(v.name, v.format, v.precision, v.weights, v.name == model.default.name, v)
+        for v in model.variants
+    ]
 
 
 def _find_variant(catalog: Catalog, match: Any) -> tuple[Model, Variant] | None:
@@ -98,10 +100,16 @@ def _find_variant(catalog: Catalog, match: Any) -> tuple[Model, Variant] | None:
 
 
 class Planner:
-    def __init__(self, catalog: Catalog, store: Store, endpoints: Endpoints,
-                 client: httpx.Client, options: PullOptions) -> None:
+    def __init__(
+        self, catalog: Catalog, store: Store, endpoints: Endpoints, client: httpx.Client, options: PullOptions
+    ) -> None:
         self.catalog, self.store, self.ep, self.client, self.opts = (
-            catalog, store, endpoints, client, options)
+            catalog,
+            store,
+            endpoints,
+            client,
+            options,
+        )
 
     def plan(self, raw: str, options: PullOptions | None = None) -> Plan:
         opts = options or self.opts
@@ -111,8 +119,10 @@ class Planner:
             choice = choose(catalog_candidates(model), opts.request, model.id)
             return self._from_catalog(raw, model, choice.candidate.ref, choice.reasons, opts)
         if spec.kind == "hf":
-            found = _find_variant(self.catalog, lambda s: s.hf is not None and (
-                s.hf.repo, s.hf.path) == (spec.hf_repo, spec.hf_path))
+            found = _find_variant(
+                self.catalog,
+                lambda s: s.hf is not None and (s.hf.repo, s.hf.path) == (spec.hf_repo, spec.hf_path),
+            )
             if found and not opts.type:
                 return self._from_catalog(raw, found[0], found[1], ["named by its URL"], opts)
             return self._from_hf(raw, spec, opts)
@@ -121,8 +131,9 @@ class Planner:
         return self._from_url(raw, spec, opts)
 
     # --- catalog entries ----------------------------------------------------
-    def _from_catalog(self, raw: str, model: Model, variant: Variant, reasons: list[str],
-                      opts: PullOptions) -> Plan:
+    def _from_catalog(
+        self, raw: str, model: Model, variant: Variant, reasons: list[str], opts: PullOptions
+    ) -> Plan:
         errors: list[SdmError] = []
         for source in (variant.source, *variant.mirrors):
             try:
@@ -131,32 +142,31 @@ class Planner:
                 errors.append(exc)
                 continue
             plan.reasons = reasons + ([f"mirror {source.describe()}"] if errors else [])
-            plan.alternatives = [(m.describe(), self._locator_for(m, variant))
-                                 for m in variant.mirrors if m is not source]
+            plan.alternatives = [
+                (m.describe(), self._locator_for(m, variant)) for m in variant.mirrors if m is not source
+            ]
             return plan
         raise errors[0]
 
     def _locator_for(self, source: Source, variant: Variant) -> Locator:
         if source.hf:
-            return hf.locator(self.ep.hf, source.hf.repo, source.hf.revision, source.hf.path,
-                              self.ep.creds)
+            return hf.locator(self.ep.hf, source.hf.repo, source.hf.revision, source.hf.path, self.ep.creds)
         if source.civitai:
-            url = civitai.download_url(self.ep.civitai, source.civitai.version,
-                                       source.civitai.file_id)
+            url = civitai.download_url(self.ep.civitai, source.civitai.version, source.civitai.file_id)
             return civitai.locator(url, self.ep.creds, self.ep.civitai, variant.sha256)
         url = str(source.url)
         return lambda client: probe(client, url, self.ep.creds, what=urlsplit(url).netloc)
 
-    def _catalog_source(self, raw: str, model: Model, variant: Variant, source: Source,
-                        opts: PullOptions) -> Plan:
+    def _catalog_source(
+        self, raw: str, model: Model, variant: Variant, source: Source, opts: PullOptions
+    ) -> Plan:
         filename = variant.filename
         published: dict[str, str] = {}
         info: dict[str, Any] = {}
         locator = self._locator_for(source, variant)
         needs_token = None
         if source.civitai:
-            info = civitai.version_info(self.client, self.ep.civitai, source.civitai.version,
-                                        self.ep.creds)
+            info = civitai.version_info(self.client, self.ep.civitai, source.civitai.version, self.ep.creds)
             entry = self._civitai_file(info, source.civitai.file_id, variant.format, model.id)
             filename = filename or str(entry["name"])
             if civitai.sha256_of(entry):
@@ -169,11 +179,20 @@ class Planner:
         if filename is None and source.url:
             filename = unquote(urlsplit(source.url).path.rsplit("/", 1)[-1])
         plan = Plan(
-            spec=raw, type=model.type, filename=filename or variant.name,
+            spec=raw,
+            type=model.type,
+            filename=filename or variant.name,
             dest=self.store.path_for(model.type, filename or variant.name),
-            source=source.describe(), locator=locator, model_id=model.id, variant=variant.name,
-            base=model.base, format=variant.format, precision=variant.precision,
-            weights=variant.weights, size=variant.size, gated=model.is_gated(variant),
+            source=source.describe(),
+            locator=locator,
+            model_id=model.id,
+            variant=variant.name,
+            base=model.base,
+            format=variant.format,
+            precision=variant.precision,
+            weights=variant.weights,
+            size=variant.size,
+            gated=model.is_gated(variant),
             needs_token=needs_token,
         )
         if variant.sha256:
@@ -184,8 +203,9 @@ class Planner:
         plan.civitai_info = info if source.civitai else None
         return plan
 
-    def _civitai_file(self, info: dict[str, Any], file_id: int | None, fmt: str | None,
-                      what: str) -> dict[str, Any]:
+    def _civitai_file(
+        self, info: dict[str, Any], file_id: int | None, fmt: str | None, what: str
+    ) -> dict[str, Any]:
         files = civitai.model_files(info)
         if file_id:
             for entry in files:
@@ -197,10 +217,10 @@ class Planner:
         candidates = []
         for entry in files:
             f, p, w = civitai.file_vocab(entry)
-            candidates.append(Candidate(str(entry.get("name")), f, p, w, bool(entry.get("primary")),
-                                        entry))
-        request = Request(format="safetensors" if fmt == "safetensors" else
-                          "ckpt" if fmt in ("ckpt", "pt", "bin") else None)
+            candidates.append(Candidate(str(entry.get("name")), f, p, w, bool(entry.get("primary")), entry))
+        request = Request(
+            format="safetensors" if fmt == "safetensors" else "ckpt" if fmt in ("ckpt", "pt", "bin") else None
+        )
         try:
             return dict(choose(candidates, request, what).candidate.ref)
         except BadInput:
@@ -209,32 +229,42 @@ class Planner:
     # --- URLs -----------------------------------------------------------------
     def _from_hf(self, raw: str, spec: Spec, opts: PullOptions) -> Plan:
         if not opts.type:
-            raise BadInput(f"'{raw}' is not in the catalog: say what it is with --type",
-                           hint="e.g. --type lora (checkpoint, lora, embedding, hypernetwork, vae)")
+            raise BadInput(
+                f"'{raw}' is not in the catalog: say what it is with --type",
+                hint="e.g. --type lora (checkpoint, lora, embedding, hypernetwork, vae)",
+            )
         repo, path, rev = spec.hf_repo or "", spec.hf_path or "", spec.hf_revision
         fmt, precision, weights = vocab_from_filename(path)
         filename = path.rsplit("/", 1)[-1]
         rev_part = "" if rev == "main" else f"@{rev}"
-        return Plan(spec=raw, type=opts.type, filename=filename,
-                    dest=self.store.path_for(opts.type, filename),
-                    source=f"hf://{repo}/{path}{rev_part}",
-                    locator=hf.locator(self.ep.hf, repo, rev, path, self.ep.creds),
-                    format=fmt, precision=precision, weights=weights,
-                    reasons=["named by its URL"])
+        return Plan(
+            spec=raw,
+            type=opts.type,
+            filename=filename,
+            dest=self.store.path_for(opts.type, filename),
+            source=f"hf://{repo}/{path}{rev_part}",
+            locator=hf.locator(self.ep.hf, repo, rev, path, self.ep.creds),
+            format=fmt,
+            precision=precision,
+            weights=weights,
+            reasons=["named by its URL"],
+        )
 
     def _from_civitai(self, raw: str, spec: Spec, opts: PullOptions) -> Plan:
         version = spec.civitai_version or civitai.latest_version(
-            self.client, self.ep.civitai, spec.civitai_model or 0, self.ep.creds)
-        found = _find_variant(self.catalog, lambda s: s.civitai is not None
-                              and s.civitai.version == version)
+            self.client, self.ep.civitai, spec.civitai_model or 0, self.ep.creds
+        )
+        found = _find_variant(self.catalog, lambda s: s.civitai is not None and s.civitai.version == version)
         if found and not opts.type and not spec.civitai_file_id:
             return self._from_catalog(raw, found[0], found[1], ["named by its URL"], opts)
         info = civitai.version_info(self.client, self.ep.civitai, version, self.ep.creds)
         model_info = info.get("model") or {}
         model_type = opts.type or civitai.TYPE_MAP.get(str(model_info.get("type")))
         if model_type is None:
-            raise BadInput(f"Civitai type '{model_info.get('type')}' is not one sdm stores",
-                           hint="give --type to store it anyway")
+            raise BadInput(
+                f"Civitai type '{model_info.get('type')}' is not one sdm stores",
+                hint="give --type to store it anyway",
+            )
         files = civitai.model_files(info)
         if spec.civitai_file_id:
             entry = self._civitai_file(info, spec.civitai_file_id, None, raw)
@@ -243,8 +273,7 @@ class Planner:
             candidates = []
             for item in files:
                 f, p, w = civitai.file_vocab(item)
-                candidates.append(Candidate(str(item.get("name")), f, p, w, bool(item.get("primary")),
-                                            item))
+                candidates.append(Candidate(str(item.get("name")), f, p, w, bool(item.get("primary")), item))
             choice = choose(candidates, opts.request, f"Civitai version {version}")
             entry, reasons = dict(choice.candidate.ref), choice.reasons
         fmt, precision, weights = civitai.file_vocab(entry)
@@ -253,25 +282,34 @@ class Planner:
         url = civitai.download_url(self.ep.civitai, version, entry.get("id"))
         size_kb = entry.get("sizeKB")
         exact = round(size_kb * 1024) if isinstance(size_kb, (int, float)) else None
-        plan = Plan(spec=raw, type=model_type, filename=filename,
-                    dest=self.store.path_for(model_type, filename),
-                    source=f"civitai://{version}?fileId={entry.get('id')}",
-                    locator=civitai.locator(url, self.ep.creds, self.ep.civitai, sha),
-                    model_id=found[0].id if found else None,
-                    base=civitai.base_family(info.get("baseModel")),
-                    format=fmt, precision=precision, weights=weights,
-                    # sizeKB is exact only for small files; the download's own size is checked.
-                    size=exact if exact is not None and exact < 2 * 1024 * 1024 else None,
-                    needs_token="CIVITAI_TOKEN" if info.get("requireAuth") else None,
-                    reasons=reasons, civitai_info=info,
-                    trigger_words=tuple(info.get("trainedWords") or ()))
+        plan = Plan(
+            spec=raw,
+            type=model_type,
+            filename=filename,
+            dest=self.store.path_for(model_type, filename),
+            source=f"civitai://{version}?fileId={entry.get('id')}",
+            locator=civitai.locator(url, self.ep.creds, self.ep.civitai, sha),
+            model_id=found[0].id if found else None,
+            base=civitai.base_family(info.get("baseModel")),
+            format=fmt,
+            precision=precision,
+            weights=weights,
+            # sizeKB is exact only for small files; the download's own size is checked.
+            size=exact if exact is not None and exact < 2 * 1024 * 1024 else None,
+            needs_token="CIVITAI_TOKEN" if info.get("requireAuth") else None,
+            reasons=reasons,
+            civitai_info=info,
+            trigger_words=tuple(info.get("trainedWords") or ()),
+        )
         self._set_hashes(plan, {"Civitai": sha} if sha else {})
         return plan
 
     def _from_url(self, raw: str, spec: Spec, opts: PullOptions) -> Plan:
         if not opts.type:
-            raise BadInput(f"a plain URL needs --type: {raw}",
-                           hint="e.g. --type lora (checkpoint, lora, embedding, hypernetwork, vae)")
+            raise BadInput(
+                f"a plain URL needs --type: {raw}",
+                hint="e.g. --type lora (checkpoint, lora, embedding, hypernetwork, vae)",
+            )
         url = spec.url or raw
 
         def locate(client: httpx.Client) -> Location:
@@ -280,10 +318,20 @@ class Planner:
         location = locate(self.client)
         name = location.filename or unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "download"
         fmt, precision, weights = vocab_from_filename(name)
-        return Plan(spec=raw, type=opts.type, filename=name,
-                    dest=self.store.path_for(opts.type, name), source=url, locator=locate,
-                    format=fmt, precision=precision, weights=weights, location=location,
-                    size=location.size, reasons=["named by its URL"])
+        return Plan(
+            spec=raw,
+            type=opts.type,
+            filename=name,
+            dest=self.store.path_for(opts.type, name),
+            source=url,
+            locator=locate,
+            format=fmt,
+            precision=precision,
+            weights=weights,
+            location=location,
+            size=location.size,
+            reasons=["named by its URL"],
+        )
 
     @staticmethod
     def _set_hashes(plan: Plan, published: dict[str, str]) -> None:

@@ -82,21 +82,35 @@ def existing(store: Store, plan: Plan) -> Record | None:
     if record is not None:
         if plan.sha256 is None or record.sha256 == plan.sha256:
             return record
-        raise VerificationFailed(f"{plan.dest} holds another file (sha256 {record.sha256[:12]}…, "
-                                 f"expected {plan.sha256[:12]}…)", hint="use --force to replace it")
+        raise VerificationFailed(
+            f"{plan.dest} holds another file (sha256 {record.sha256[:12]}…, expected {plan.sha256[:12]}…)",
+            hint="use --force to replace it",
+        )
     digest = sha256_file(plan.dest)
     if plan.sha256 is not None and digest == plan.sha256:
         record = _record(plan, plan.dest.stat().st_size, digest)
         store.write_record(plan.dest, record)
         return record
-    raise VerificationFailed(f"{plan.dest} already exists and sdm cannot tell it is this model",
-                             hint="use --force to replace it, or move it away")
+    raise VerificationFailed(
+        f"{plan.dest} already exists and sdm cannot tell it is this model",
+        hint="use --force to replace it, or move it away",
+    )
 
 
 def _record(plan: Plan, size: int, sha256: str, verified: bool = True) -> Record:
-    return Record(filename=plan.dest.name, type=plan.type, size=size, sha256=sha256,
-                  id=plan.model_id, variant=plan.variant, base=plan.base, format=plan.format,
-                  precision=plan.precision, source=plan.source, verified=verified)
+    return Record(
+        filename=plan.dest.name,
+        type=plan.type,
+        size=size,
+        sha256=sha256,
+        id=plan.model_id,
+        variant=plan.variant,
+        base=plan.base,
+        format=plan.format,
+        precision=plan.precision,
+        source=plan.source,
+        verified=verified,
+    )
 
 
 def check_space(store: Store, plans: Sequence[Plan]) -> None:
@@ -110,12 +124,20 @@ def check_space(store: Store, plans: Sequence[Plan]) -> None:
     store.root.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(store.root).free
     if needed + DISK_MARGIN > free:
-        raise DiskFull(f"not enough disk space in {store.root}: the pull needs {needed} bytes "
-                       f"(+{DISK_MARGIN} spare), {free} are free")
+        raise DiskFull(
+            f"not enough disk space in {store.root}: the pull needs {needed} bytes "
+            f"(+{DISK_MARGIN} spare), {free} are free"
+        )
 
 
-A1111_VERSIONS = {"sd15": "SD1", "sd2": "SD2", "sdxl": "SDXL", "pony": "SDXL",
-                  "illustrious": "SDXL", "sdxl-refiner": "SDXL"}
+A1111_VERSIONS = {
+    "sd15": "SD1",
+    "sd2": "SD2",
+    "sdxl": "SDXL",
+    "pony": "SDXL",
+    "illustrious": "SDXL",
+    "sdxl-refiner": "SDXL",
+}
 
 
 def write_sidecars(plan: Plan, dest: Path) -> None:
@@ -123,13 +145,16 @@ def write_sidecars(plan: Plan, dest: Path) -> None:
     from sdm.store import write_json_atomic
 
     stem = dest.with_suffix("")
-    write_json_atomic(stem.with_name(stem.name + ".json"), {
-        "description": plan.description,
-        "sd version": A1111_VERSIONS.get(plan.base or "", "Unknown"),
-        "activation text": ", ".join(plan.trigger_words),
-        "preferred weight": plan.weight or 0,
-        "notes": f"installed by sdm from {plan.source}",
-    })
+    write_json_atomic(
+        stem.with_name(stem.name + ".json"),
+        {
+            "description": plan.description,
+            "sd version": A1111_VERSIONS.get(plan.base or "", "Unknown"),
+            "activation text": ", ".join(plan.trigger_words),
+            "preferred weight": plan.weight or 0,
+            "notes": f"installed by sdm from {plan.source}",
+        },
+    )
     if plan.civitai_info:
         write_json_atomic(stem.with_name(stem.name + ".civitai.info"), plan.civitai_info)
 
@@ -167,14 +192,18 @@ def locate(plan: Plan, client: httpx.Client) -> engine.Location:
         raise
 
 
-def locate_all(store: Store, plans: Sequence[Plan], client: httpx.Client,
-               force: bool) -> list[tuple[Plan, SdmError]]:
+def locate_all(
+    store: Store, plans: Sequence[Plan], client: httpx.Client, force: bool
+) -> list[tuple[Plan, SdmError]]:
     """Metadata for every plan whose file is not already in place; no file bytes move."""
     failures: list[tuple[Plan, SdmError]] = []
     for plan in plans:
         try:
-            if not force and (existing(store, plan) is not None or twin(store, plan) is not None
-                              or (plan.convert and converted(store, plan) is not None)):
+            if not force and (
+                existing(store, plan) is not None
+                or twin(store, plan) is not None
+                or (plan.convert and converted(store, plan) is not None)
+            ):
                 continue
             if plan.location is None:
                 plan.location = locate(plan, client)
@@ -184,8 +213,15 @@ def locate_all(store: Store, plans: Sequence[Plan], client: httpx.Client,
 
 
 class Puller:
-    def __init__(self, store: Store, options: PullOptions, tuning: Tuning, creds: Credentials,
-                 reporter: Reporter, warn: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        options: PullOptions,
+        tuning: Tuning,
+        creds: Credentials,
+        reporter: Reporter,
+        warn: Callable[[str], None],
+    ) -> None:
         self.store, self.opts, self.tuning, self.creds = store, options, tuning, creds
         self.reporter, self.warn = reporter, warn
         self.cancel = threading.Event()
@@ -223,16 +259,23 @@ class Puller:
             if plan.convert and not self.opts.force:
                 done = converted(self.store, plan)
                 if done is not None:
-                    return Outcome(plan, "present", plan.converted_dest, done.size, done.sha256,
-                                   time.monotonic() - started)
+                    return Outcome(
+                        plan,
+                        "present",
+                        plan.converted_dest,
+                        done.size,
+                        done.sha256,
+                        time.monotonic() - started,
+                    )
             if not self.opts.force:
                 same = twin(self.store, plan) if not plan.dest.exists() else None
                 if same is not None:
                     return self._link_twin(plan, same, started)
                 record = existing(self.store, plan)
                 if record is not None:
-                    outcome = Outcome(plan, "present", plan.dest, record.size, record.sha256,
-                                      time.monotonic() - started)
+                    outcome = Outcome(
+                        plan, "present", plan.dest, record.size, record.sha256, time.monotonic() - started
+                    )
                     return self._convert(outcome) if plan.convert else outcome
             outcome = self._transfer(plan, started)
             return self._convert(outcome) if plan.convert else outcome
@@ -245,8 +288,7 @@ class Puller:
         size = plan.dest.stat().st_size
         self.store.write_record(plan.dest, _record(plan, size, plan.sha256 or ""))
         self.reporter.status(plan, f"same file as {source}: {how}, nothing downloaded")
-        return Outcome(plan, "present", plan.dest, size, plan.sha256 or "",
-                       time.monotonic() - started)
+        return Outcome(plan, "present", plan.dest, size, plan.sha256 or "", time.monotonic() - started)
 
     def _convert(self, outcome: Outcome) -> Outcome:
         """fp16 safetensors from the pulled file, recorded as converted from its source."""
@@ -257,19 +299,37 @@ class Puller:
         result = convert(outcome.path, plan.converted_dest, fp16=True, force=True)
         if plan.pinned and result.sha256 != plan.pinned:
             plan.converted_dest.unlink(missing_ok=True)
-            raise VerificationFailed(f"the conversion of {plan.filename} has sha256 "
-                                     f"{result.sha256}, the manifest pins {plan.pinned}")
-        self.store.write_record(plan.converted_dest, Record(
-            filename=plan.converted_dest.name, type=plan.type, size=result.size,
-            sha256=result.sha256, id=plan.model_id,
-            variant=f"{plan.variant}+fp16" if plan.variant else None, base=plan.base,
-            format="safetensors", precision="fp16",
-            source=f"converted from {plan.source} (sha256 {outcome.sha256})"))
+            raise VerificationFailed(
+                f"the conversion of {plan.filename} has sha256 "
+                f"{result.sha256}, the manifest pins {plan.pinned}"
+            )
+        self.store.write_record(
+            plan.converted_dest,
+            Record(
+                filename=plan.converted_dest.name,
+                type=plan.type,
+                size=result.size,
+                sha256=result.sha256,
+                id=plan.model_id,
+                variant=f"{plan.variant}+fp16" if plan.variant else None,
+                base=plan.base,
+                format="safetensors",
+                precision="fp16",
+                source=f"converted from {plan.source} (sha256 {outcome.sha256})",
+            ),
+        )
         # The fp16 file replaces the one it came from; the hub still has that one.
         outcome.path.unlink(missing_ok=True)
         self.store.remove_record(outcome.path)
-        return Outcome(plan, "converted", plan.converted_dest, result.size, result.sha256,
-                       outcome.elapsed, outcome.warnings)
+        return Outcome(
+            plan,
+            "converted",
+            plan.converted_dest,
+            result.size,
+            result.sha256,
+            outcome.elapsed,
+            outcome.warnings,
+        )
 
     def _transfer(self, plan: Plan, started: float) -> Outcome:
         partial = partial_path(plan.dest)
@@ -285,11 +345,18 @@ class Puller:
 
         self.reporter.start(plan, plan.size or (plan.location.size if plan.location else None))
         transfer = engine.Transfer(
-            key=plan.source, partial=partial, locate=located, creds=self.creds,
-            connections=self.tuning.connections, segment_threshold=self.tuning.segment_threshold,
-            retries=self.tuning.retries, stall_timeout=self.tuning.stall_timeout,
-            on_bytes=on_bytes, on_status=lambda m: self.reporter.status(plan, m),
-            cancel=self.cancel)
+            key=plan.source,
+            partial=partial,
+            locate=located,
+            creds=self.creds,
+            connections=self.tuning.connections,
+            segment_threshold=self.tuning.segment_threshold,
+            retries=self.tuning.retries,
+            stall_timeout=self.tuning.stall_timeout,
+            on_bytes=on_bytes,
+            on_status=lambda m: self.reporter.status(plan, m),
+            cancel=self.cancel,
+        )
         result = engine.download(transfer)
         try:
             warnings = self._verify(plan, partial, result)
@@ -301,8 +368,9 @@ class Puller:
         engine.state_path(partial).unlink(missing_ok=True)
         self.store.write_record(plan.dest, _record(plan, result.size, result.sha256))
         status = "resumed" if result.kept else "downloaded"
-        return Outcome(plan, status, plan.dest, result.size, result.sha256,
-                       time.monotonic() - started, tuple(warnings))
+        return Outcome(
+            plan, status, plan.dest, result.size, result.sha256, time.monotonic() - started, tuple(warnings)
+        )
 
     def _probe(self, plan: Plan, partial: Path, scanned: bool) -> list[str]:
         """The file must be what the plan says it is; its probe fills in what the plan lacks."""
@@ -314,14 +382,15 @@ class Puller:
             return []  # unreadable by the probe (e.g. a pickle allowed with --allow-unsafe)
         why = "; ".join(found.evidence)
         if found.type and found.type != plan.type:
-            raise VerificationFailed(f"{plan.filename} should be a {plan.type} but is a "
-                                     f"{found.type} ({why})")
+            raise VerificationFailed(f"{plan.filename} should be a {plan.type} but is a {found.type} ({why})")
         family = {"pony": "sdxl", "illustrious": "sdxl"}
         warnings = []
-        if found.base and plan.base and (family.get(plan.base, plan.base)
-                                         != family.get(found.base, found.base)):
-            warnings.append(f"{plan.filename} should be {plan.base} but looks like {found.base} "
-                            f"({why})")
+        if (
+            found.base
+            and plan.base
+            and (family.get(plan.base, plan.base) != family.get(found.base, found.base))
+        ):
+            warnings.append(f"{plan.filename} should be {plan.base} but looks like {found.base} ({why})")
         plan.base = plan.base or found.base
         plan.precision = plan.precision or found.precision
         return warnings
@@ -334,13 +403,16 @@ class Puller:
         found = scan(partial)
         why = "; ".join(found.reasons[:3])
         if found.verdict == "dangerous":
-            raise UnsafeFile(f"{plan.filename} is dangerous, refusing it: {why}",
-                             hint="this file can run code when loaded; do not use it")
+            raise UnsafeFile(
+                f"{plan.filename} is dangerous, refusing it: {why}",
+                hint="this file can run code when loaded; do not use it",
+            )
         if found.verdict == "unknown":
             if not self.opts.allow_unsafe:
-                raise UnsafeFile(f"{plan.filename}: its pickle imports things a checkpoint does "
-                                 f"not need: {why}",
-                                 hint="check them with: sdm scan; accept with --allow-unsafe")
+                raise UnsafeFile(
+                    f"{plan.filename}: its pickle imports things a checkpoint does not need: {why}",
+                    hint="check them with: sdm scan; accept with --allow-unsafe",
+                )
             return [f"{plan.filename}: accepted with --allow-unsafe although {why}"]
         return []
 
@@ -348,12 +420,12 @@ class Puller:
         self.reporter.status(plan, "verifying")
         warnings: list[str] = []
         if plan.size is not None and result.size != plan.size:
-            raise VerificationFailed(f"{plan.filename}: size {result.size} bytes, "
-                                     f"expected {plan.size}")
+            raise VerificationFailed(f"{plan.filename}: size {result.size} bytes, expected {plan.size}")
         expected = dict(plan.other_sha256)
         if result.location.sha256:
-            expected.setdefault("Hugging Face" if plan.source.startswith("hf://") else "the hub",
-                                result.location.sha256)
+            expected.setdefault(
+                "Hugging Face" if plan.source.startswith("hf://") else "the hub", result.location.sha256
+            )
         # The header first: an HTML page is reported as such, not as a bad hash.
         kind = check_header(partial, plan.format)
         if kind == "pickle":
@@ -363,8 +435,10 @@ class Puller:
             if sha == result.sha256:
                 continue
             if self.opts.no_verify_hash:
-                warnings.append(f"{plan.filename}: sha256 {result.sha256} differs from "
-                                f"{who}'s {sha}; kept because of --no-verify-hash")
+                warnings.append(
+                    f"{plan.filename}: sha256 {result.sha256} differs from "
+                    f"{who}'s {sha}; kept because of --no-verify-hash"
+                )
                 continue
             check_digest(result.sha256, sha, who)
         for warning in warnings:

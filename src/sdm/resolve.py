@@ -77,8 +77,7 @@ def choose(candidates: Sequence[Candidate], req: Request, what: str) -> Choice:
         raise BadInput(f"{what} has no variant '{req.variant}'", hint=f"variants: {available}")
     matching = [c for c in candidates if _matches(c, req)]
     if not matching:
-        raise BadInput(f"{what} has no variant matching {req.describe()}",
-                       hint=f"variants: {available}")
+        raise BadInput(f"{what} has no variant matching {req.describe()}", hint=f"variants: {available}")
     ranked = sorted(
         enumerate(matching),
         key=lambda ic: (ic[1].is_pickle, not ic[1].default, ic[1].weights == "full", ic[0]),
@@ -94,8 +93,10 @@ def choose(candidates: Sequence[Candidate], req: Request, what: str) -> Choice:
     if best.weights in ("pruned", "ema-only") and any(c.weights == "full" for c in matching):
         reasons.append(f"{best.weights} preferred over full (full is for training)")
     if best.is_pickle:
-        reasons.append("pickle file: " + ("asked for with --format ckpt" if req.format == "ckpt"
-                                          else "no safetensors variant exists"))
+        reasons.append(
+            "pickle file: "
+            + ("asked for with --format ckpt" if req.format == "ckpt" else "no safetensors variant exists")
+        )
     if len(candidates) == 1:
         reasons.append("the only file")
     return Choice(best, reasons or ["first listed"])
@@ -113,8 +114,15 @@ def vocab_from_filename(name: str) -> tuple[str | None, str | None, str | None]:
     """(format, precision, weights) guessed from a Hugging Face file name."""
     lower = name.lower()
     ext = lower.rsplit(".", 1)[-1] if "." in lower else ""
-    fmt = {"safetensors": "safetensors", "sft": "safetensors", "ckpt": "ckpt", "pt": "pt",
-           "pth": "pt", "bin": "bin", "gguf": "gguf"}.get(ext)
+    fmt = {
+        "safetensors": "safetensors",
+        "sft": "safetensors",
+        "ckpt": "ckpt",
+        "pt": "pt",
+        "pth": "pt",
+        "bin": "bin",
+        "gguf": "gguf",
+    }.get(ext)
     precision = next((p for p, rx in _PRECISION_WORDS if rx.search(lower)), None)
     if re.search(r"ema[-_]?only|emaonly", lower):
         weights: str | None = "ema-only"

@@ -32,11 +32,20 @@ class Entry:
     convert: bool = False
 
 
-FLAG_VALUES = {"--fp16": ("precision", "fp16"), "--fp32": ("precision", "fp32"),
-               "--bf16": ("precision", "bf16"), "--pruned": ("weights", "pruned"),
-               "--full": ("weights", "full")}
-VALUE_OPTIONS = {"--format": "format", "--variant": "variant", "--type": "type", "-t": "type",
-                 "--sha256": "sha256"}
+FLAG_VALUES = {
+    "--fp16": ("precision", "fp16"),
+    "--fp32": ("precision", "fp32"),
+    "--bf16": ("precision", "bf16"),
+    "--pruned": ("weights", "pruned"),
+    "--full": ("weights", "full"),
+}
+VALUE_OPTIONS = {
+    "--format": "format",
+    "--variant": "variant",
+    "--type": "type",
+    "-t": "type",
+    "--sha256": "sha256",
+}
 
 
 def apply(base: PullOptions, changes: dict[str, Any], where: str) -> PullOptions:
@@ -132,8 +141,15 @@ def _read_yaml(path: Path, text: str, base: PullOptions) -> list[Entry]:
             spec = item.get("spec") or item.get("id") or item.get("url")
             if not isinstance(spec, str):
                 raise BadInput(f"{where}: needs 'spec' (an id or a URL)")
-            entries.append(Entry(spec, apply(base, item, where), where,
-                                 _sha(item.get("sha256"), where), bool(item.get("convert"))))
+            entries.append(
+                Entry(
+                    spec,
+                    apply(base, item, where),
+                    where,
+                    _sha(item.get("sha256"), where),
+                    bool(item.get("convert")),
+                )
+            )
         else:
             raise BadInput(f"{where}: expected a string or a mapping")
     return entries
@@ -141,4 +157,3 @@ def _read_yaml(path: Path, text: str, base: PullOptions) -> list[Entry]:
 
 def single(spec: str, base: PullOptions) -> Entry:
     return Entry(spec, base, spec)
-

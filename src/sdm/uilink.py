@@ -20,8 +20,7 @@ from sdm.formats.hashes import sha256_file
 from sdm.layouts import LAYOUTS
 from sdm.store import META_DIR, Store, write_json_atomic
 
-FALLBACK = {"symlink": ["symlink", "hardlink", "copy"], "hardlink": ["hardlink", "copy"],
-            "copy": ["copy"]}
+FALLBACK = {"symlink": ["symlink", "hardlink", "copy"], "hardlink": ["hardlink", "copy"], "copy": ["copy"]}
 
 
 @dataclass
@@ -75,14 +74,15 @@ def link(store: Store, ui_dir: Path, layout: str, mode: str, catalog: Any) -> Li
         folder = ui_dir / rel
         folder.mkdir(parents=True, exist_ok=True)
         # Files the UI already has become the store's (hard links: nothing moves).
-        existing = [p for p in folder.iterdir() if p.is_file() and not p.is_symlink()
-                    and str(p) not in ours]
+        existing = [p for p in folder.iterdir() if p.is_file() and not p.is_symlink() and str(p) not in ours]
         if existing:
             report.adopted += import_files(store, existing, catalog, "hardlink", kind)
         how_order = [m for m in FALLBACK[mode] if _usable(folder, m)]
         if how_order[:1] != [mode]:
-            report.notes.append(f"{folder}: {mode} links do not work on this filesystem; "
-                                f"using {how_order[0] if how_order else 'nothing'}")
+            report.notes.append(
+                f"{folder}: {mode} links do not work on this filesystem; "
+                f"using {how_order[0] if how_order else 'nothing'}"
+            )
         for item in store.files([kind]):
             target = folder / item.path.name
             if target.exists() or target.is_symlink():
@@ -94,8 +94,7 @@ def link(store: Store, ui_dir: Path, layout: str, mode: str, catalog: Any) -> Li
             how = _make(item.path, target, how_order)
             report.created.append((target, how))
             created.append({"path": str(target), "how": how, "source": str(item.path)})
-    write_json_atomic(manifest_path, {"ui_dir": str(ui_dir.resolve()), "layout": layout,
-                                      "created": created})
+    write_json_atomic(manifest_path, {"ui_dir": str(ui_dir.resolve()), "layout": layout, "created": created})
     return report
 
 
@@ -143,8 +142,7 @@ def _still_ours(target: Path, source: Path, how: str) -> bool:
         return False
     if how == "hardlink":
         return os.path.samefile(target, source)
-    return target.stat().st_size == source.stat().st_size and (
-        sha256_file(target) == sha256_file(source))
+    return target.stat().st_size == source.stat().st_size and (sha256_file(target) == sha256_file(source))
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -186,16 +186,34 @@ def cross_check(catalog: Catalog) -> list[Problem]:
     for model in catalog:
         for alias in model.aliases:
             if alias in catalog.models and alias != model.id:
-                problems.append(Problem(catalog.origin[model.id], model.id, "aliases",
-                                        f"alias '{alias}' is the id of another model"))
+                problems.append(
+                    Problem(
+                        catalog.origin[model.id],
+                        model.id,
+                        "aliases",
+                        f"alias '{alias}' is the id of another model",
+                    )
+                )
             elif alias in owners and owners[alias] != model.id:
-                problems.append(Problem(catalog.origin[model.id], model.id, "aliases",
-                                        f"alias '{alias}' is also used by '{owners[alias]}'"))
+                problems.append(
+                    Problem(
+                        catalog.origin[model.id],
+                        model.id,
+                        "aliases",
+                        f"alias '{alias}' is also used by '{owners[alias]}'",
+                    )
+                )
             owners.setdefault(alias, model.id)
         for companion in model.hints.companions:
             if catalog.find(companion) is None:
-                problems.append(Problem(catalog.origin[model.id], model.id, "hints.companions",
-                                        f"'{companion}' is not in the catalog"))
+                problems.append(
+                    Problem(
+                        catalog.origin[model.id],
+                        model.id,
+                        "hints.companions",
+                        f"'{companion}' is not in the catalog",
+                    )
+                )
     return problems
 
 

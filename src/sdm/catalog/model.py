@@ -14,7 +14,15 @@ MODEL_TYPES: tuple[str, ...] = ("checkpoint", "lora", "embedding", "hypernetwork
 # Base families. sd15 covers SD 1.x; pony and illustrious are SDXL fine-tune
 # families that users filter on, so they get names of their own.
 BASES: tuple[str, ...] = (
-    "sd15", "sd2", "sdxl", "sdxl-refiner", "pony", "illustrious", "flux1", "sd3", "other",
+    "sd15",
+    "sd2",
+    "sdxl",
+    "sdxl-refiner",
+    "pony",
+    "illustrious",
+    "flux1",
+    "sd3",
+    "other",
 )
 FORMATS: tuple[str, ...] = ("safetensors", "ckpt", "pt", "bin", "gguf")
 PICKLE_FORMATS = frozenset({"ckpt", "pt", "bin"})

@@ -152,8 +152,5 @@ class ModelEntry(_Strict):
         if dupes:
             raise ValueError(f"variant names must be unique (repeated: {', '.join(dupes)})")
         if self.default_variant is not None and self.default_variant not in names:
-            raise ValueError(
-                f"default_variant '{self.default_variant}' is not one of: {', '.join(names)}"
-            )
+            raise ValueError(f"default_variant '{self.default_variant}' is not one of: {', '.join(names)}")
         return self
-

@@ -19,8 +19,16 @@ from sdm.cli import (
 from sdm.cli.app import app
 
 __all__ = ["app", "main"]
-_registered = (catalog_cmds, config_cmds, convert_cmd, health_cmds, import_cmd, pull_cmd, scan_cmd,
-               store_cmds)
+_registered = (
+    catalog_cmds,
+    config_cmds,
+    convert_cmd,
+    health_cmds,
+    import_cmd,
+    pull_cmd,
+    scan_cmd,
+    store_cmds,
+)
 
 
 def main() -> None:

@@ -1,6 +1,5 @@
 """The typer application, its global options and the shared settings."""
 
-
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,8 +13,25 @@ from sdm.cli.output import DEBUG
 class _Ordered(TyperGroup):
     """Commands in the order people reach for them, not the order modules load."""
 
-    ORDER = ("search", "info", "pull", "list", "verify", "probe", "scan", "convert", "import", "link",
-             "unlink", "rm", "du", "clean", "export", "catalog", "config")
+    ORDER = (
+        "search",
+        "info",
+        "pull",
+        "list",
+        "verify",
+        "probe",
+        "scan",
+        "convert",
+        "import",
+        "link",
+        "unlink",
+        "rm",
+        "du",
+        "clean",
+        "export",
+        "catalog",
+        "config",
+    )
 
     def list_commands(self, ctx: Any) -> list[str]:
         names = super().list_commands(ctx)
@@ -69,8 +85,9 @@ def main_options(
     ] = False,
     home: Annotated[
         Path | None,
-        typer.Option("--home", help="Store root for this run (overrides SDM_HOME and the config).",
-                     show_default=False),
+        typer.Option(
+            "--home", help="Store root for this run (overrides SDM_HOME and the config).", show_default=False
+        ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
 ) -> None:

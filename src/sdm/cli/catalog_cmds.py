@@ -1,6 +1,5 @@
 """Commands that read the catalog: search, info, catalog check."""
 
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,13 +17,21 @@ app.add_typer(catalog_app, name="catalog")
 
 TypeOpt = Annotated[
     list[str] | None,
-    typer.Option("--type", "-t", help="checkpoint, lora, embedding, hypernetwork or vae (repeatable).",
-                 show_default=False),
+    typer.Option(
+        "--type",
+        "-t",
+        help="checkpoint, lora, embedding, hypernetwork or vae (repeatable).",
+        show_default=False,
+    ),
 ]
 BaseOpt = Annotated[
     list[str] | None,
-    typer.Option("--base", "-b", help="Base family: sd15, sd2, sdxl, pony, flux1, ... (repeatable).",
-                 show_default=False),
+    typer.Option(
+        "--base",
+        "-b",
+        help="Base family: sd15, sd2, sdxl, pony, flux1, ... (repeatable).",
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -48,8 +55,9 @@ def source_json(source: "Source") -> dict[str, Any]:
     if source.hf:
         data.update(repo=source.hf.repo, path=source.hf.path, revision=source.hf.revision)
     elif source.civitai:
-        data.update(model=source.civitai.model, version=source.civitai.version,
-                    file_id=source.civitai.file_id)
+        data.update(
+            model=source.civitai.model, version=source.civitai.version, file_id=source.civitai.file_id
+        )
     else:
         data["url"] = source.url
     return data
@@ -101,8 +109,10 @@ def model_json(model: "Model", origin: Path | None) -> dict[str, Any]:
     return data
 
 
-@app.command(epilog="Examples:\n\n  sdm search realistic\n\n  sdm search anime --type checkpoint "
-             "--base sd15\n\n  sdm search --type lora --json")
+@app.command(
+    epilog="Examples:\n\n  sdm search realistic\n\n  sdm search anime --type checkpoint "
+    "--base sd15\n\n  sdm search --type lora --json"
+)
 @handle_errors
 def search(
     query: Annotated[str | None, typer.Argument(help="Words to look for; none lists the catalog.")] = None,
@@ -121,8 +131,11 @@ def search(
         print_json([model_summary(m) for m in results])
         return
     if not results:
-        echo(f"No model matches '{query}'. Try fewer words, or: sdm search" if query
-             else "The catalog is empty.")
+        echo(
+            f"No model matches '{query}'. Try fewer words, or: sdm search"
+            if query
+            else "The catalog is empty."
+        )
         return
     rows = [[m.id, m.name, m.type, m.base, ", ".join(m.tags[:4])] for m in results]
     print_table(["ID", "NAME", "TYPE", "BASE", "TAGS"], rows)
@@ -175,9 +188,17 @@ def _render_info(model: "Model") -> None:
     rows = []
     for v in model.variants:
         mark = "*" if v.name == model.default.name else ""
-        rows.append([mark + v.name, v.format + (" (pickle)" if v.is_pickle else ""),
-                     v.precision or "?", v.weights or "?", human_size(v.size),
-                     (v.sha256 or "unknown")[:10], v.source.describe()])
+        rows.append(
+            [
+                mark + v.name,
+                v.format + (" (pickle)" if v.is_pickle else ""),
+                v.precision or "?",
+                v.weights or "?",
+                human_size(v.size),
+                (v.sha256 or "unknown")[:10],
+                v.source.describe(),
+            ]
+        )
     print_table(["VARIANT", "FORMAT", "PRECISION", "WEIGHTS", "SIZE", "SHA256", "SOURCE"], rows)
     echo("* default variant")
     shown = [[k, v] for k, v in hint_rows if v]
@@ -186,12 +207,16 @@ def _render_info(model: "Model") -> None:
         print_table(["USAGE", ""], shown)
 
 
-@catalog_app.command("check", epilog="Examples:\n\n  sdm catalog check my-models.yaml\n\n"
-                     "  sdm catalog check            # the built-in and configured catalogs")
+@catalog_app.command(
+    "check",
+    epilog="Examples:\n\n  sdm catalog check my-models.yaml\n\n"
+    "  sdm catalog check            # the built-in and configured catalogs",
+)
 @handle_errors
 def catalog_check(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Catalog files or folders to check.",
-                                                       show_default=False)] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Catalog files or folders to check.", show_default=False)
+    ] = None,
 ) -> None:
     """Validate catalog files; exit 1 when any has a problem."""
     from sdm.catalog.load import build, builtin_dir, cross_check, expand, extra_sources

@@ -1,6 +1,5 @@
 """sdm config get|set|unset|list|path."""
 
-
 from typing import Annotated
 
 import typer
@@ -33,8 +32,9 @@ def config_get(key: KeyArg) -> None:
     echo(_shown(key, settings().get(key)))
 
 
-@config_app.command("set", epilog="Examples:\n\n  sdm config set models_dir /data/models\n\n"
-                    "  sdm config set connections 16")
+@config_app.command(
+    "set", epilog="Examples:\n\n  sdm config set models_dir /data/models\n\n  sdm config set connections 16"
+)
 @handle_errors
 def config_set(key: KeyArg, value: Annotated[str, typer.Argument(help="The new value.")]) -> None:
     """Store KEY=VALUE in the config file (mode 0600)."""
@@ -69,8 +69,16 @@ def config_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
     current = settings()
     found = {name: current.setting(name) for name in KEYS}
     if as_json:
-        print_json({n: {"value": _shown(n, s.value) if KEYS[n].secret else s.value,
-                        "origin": s.origin, "help": KEYS[n].help} for n, s in found.items()})
+        print_json(
+            {
+                n: {
+                    "value": _shown(n, s.value) if KEYS[n].secret else s.value,
+                    "origin": s.origin,
+                    "help": KEYS[n].help,
+                }
+                for n, s in found.items()
+            }
+        )
         return
     rows = [[n, _shown(n, s.value) or "-", s.origin, KEYS[n].help] for n, s in found.items()]
     print_table(["KEY", "VALUE", "FROM", "WHAT"], rows)

@@ -1,6 +1,5 @@
 """sdm convert: pickle checkpoints to safetensors, fp16 and pruned, without torch."""
 
-
 from pathlib import Path
 from typing import Annotated
 
@@ -19,18 +18,27 @@ def default_output(src: Path, fp16: bool, prune: bool) -> Path:
     return src.with_name(stem + ".safetensors")
 
 
-@app.command(epilog="Examples:\n\n  sdm convert f222.ckpt\n\n"
-             "  sdm convert v1-5-pruned.ckpt --prune --fp16 -o sd15-emaonly-fp16.safetensors")
+@app.command(
+    epilog="Examples:\n\n  sdm convert f222.ckpt\n\n"
+    "  sdm convert v1-5-pruned.ckpt --prune --fp16 -o sd15-emaonly-fp16.safetensors"
+)
 @handle_errors
 def convert(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="A .ckpt/.pt/.bin or .safetensors.")],
     to: Annotated[str, typer.Option("--to", help="Output format.")] = "safetensors",
     fp16: Annotated[bool, typer.Option("--fp16", help="Cast fp32/bf16 tensors to fp16.")] = False,
-    prune: Annotated[bool, typer.Option("--prune", help="Drop EMA copies and training state; use "
-                                        "the EMA weights where there are some.")] = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write (default: "
-                                                "beside FILE, .safetensors).", show_default=False)]
-    = None,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune", help="Drop EMA copies and training state; use the EMA weights where there are some."
+        ),
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Where to write (default: beside FILE, .safetensors).", show_default=False
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -41,12 +49,22 @@ def convert(
         raise BadInput(f"--to {to}: only safetensors is supported")
     if file.suffix == ".safetensors" and not (fp16 or prune):
         raise BadInput(f"{file} is already safetensors: add --fp16 and/or --prune")
-    result = run(file, output or default_output(file, fp16, prune), fp16=fp16, do_prune=prune,
-                 force=force)
+    result = run(file, output or default_output(file, fp16, prune), fp16=fp16, do_prune=prune, force=force)
     if as_json:
-        print_json({"path": str(result.output), "size": result.size, "sha256": result.sha256,
-                    "tensors": result.tensors, "cast": result.cast, "dropped": len(result.dropped),
-                    "source": str(file), "source_sha256": result.source_sha256})
+        print_json(
+            {
+                "path": str(result.output),
+                "size": result.size,
+                "sha256": result.sha256,
+                "tensors": result.tensors,
+                "cast": result.cast,
+                "dropped": len(result.dropped),
+                "source": str(file),
+                "source_sha256": result.source_sha256,
+            }
+        )
         return
-    echo(f"wrote {result.output} ({human_size(result.size)}, {result.tensors} tensors, "
-         f"{result.cast} cast to fp16, {len(result.dropped)} dropped; checked against the source)")
+    echo(
+        f"wrote {result.output} ({human_size(result.size)}, {result.tensors} tensors, "
+        f"{result.cast} cast to fp16, {len(result.dropped)} dropped; checked against the source)"
+    )

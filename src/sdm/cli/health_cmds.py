@@ -1,6 +1,5 @@
 """Commands that look after the store: probe, verify, clean, rm, du."""
 
-
 from pathlib import Path
 from typing import Annotated
 
@@ -13,8 +12,10 @@ from sdm.errors import BadInput, SdmError
 from sdm.store import Installed
 
 
-@app.command(epilog="Examples:\n\n  sdm probe ~/Downloads/mystery.safetensors\n\n"
-             "  sdm probe models/Lora/*.safetensors --json")
+@app.command(
+    epilog="Examples:\n\n  sdm probe ~/Downloads/mystery.safetensors\n\n"
+    "  sdm probe models/Lora/*.safetensors --json"
+)
 @handle_errors
 def probe(
     files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Files to classify.")],
@@ -39,13 +40,20 @@ def probe(
     else:
         for r in results:
             echo(f"{r.path}")
-            rows = [["id", f"{r.id}:{r.variant}" if r.id else "unknown"],
-                    ["type", r.type or "unknown"], ["base", r.base or "unknown"],
-                    ["format", r.format], ["precision", r.precision or "unknown"],
-                    ["weights", f"{r.weights}, EMA {'present' if r.ema else 'absent'}"
-                     if r.weights else "-"], ["kind", r.subtype or "-"],
-                    ["sha256", r.sha256], ["AutoV2", r.autov2], ["AutoV1", r.autov1 or "-"],
-                    ["AutoV3", (r.autov3 or "-")[:12]], ["why", "; ".join(r.evidence)]]
+            rows = [
+                ["id", f"{r.id}:{r.variant}" if r.id else "unknown"],
+                ["type", r.type or "unknown"],
+                ["base", r.base or "unknown"],
+                ["format", r.format],
+                ["precision", r.precision or "unknown"],
+                ["weights", f"{r.weights}, EMA {'present' if r.ema else 'absent'}" if r.weights else "-"],
+                ["kind", r.subtype or "-"],
+                ["sha256", r.sha256],
+                ["AutoV2", r.autov2],
+                ["AutoV1", r.autov1 or "-"],
+                ["AutoV3", (r.autov3 or "-")[:12]],
+                ["why", "; ".join(r.evidence)],
+            ]
             rows += [[k, v] for k, v in r.metadata.items()]
             print_table(["", ""], rows, header=False)
     if failed:
@@ -72,8 +80,9 @@ def _select(args: list[str] | None) -> list[Installed]:
         if not matches:  # a file name as sdm list shows it, with or without its extension
             matches = [i for i in items if arg in (i.path.name, i.path.stem)]
         if not matches:
-            raise BadInput(f"'{arg}' is neither an installed model id nor a file in the store",
-                           hint="see: sdm list")
+            raise BadInput(
+                f"'{arg}' is neither an installed model id nor a file in the store", hint="see: sdm list"
+            )
         chosen += [m for m in matches if m not in chosen]
     return chosen
 
@@ -81,9 +90,12 @@ def _select(args: list[str] | None) -> list[Installed]:
 @app.command(epilog="Examples:\n\n  sdm verify\n\n  sdm verify dreamshaper --json")
 @handle_errors
 def verify(
-    targets: Annotated[list[str] | None, typer.Argument(metavar="[ID|PATH]...",
-                       help="What to check; nothing means every file.", show_default=False)]
-    = None,
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[ID|PATH]...", help="What to check; nothing means every file.", show_default=False
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-hash and header-check installed files against their records and the catalog."""
@@ -94,19 +106,34 @@ def verify(
     checks = run(_select(targets), load())
     unfinished = partials(store()) if not targets else []
     if as_json:
-        print_json([{"path": str(c.path), "ok": c.ok, "reason": c.reason, "id": c.id,
-                     "sha256": c.sha256} for c in checks]
-                   + [{"path": str(p.path), "ok": False, "id": None, "sha256": None,
-                       "reason": "download in progress" if p.active else
-                       f"interrupted download ({p.on_disk} of {p.size} bytes); "
-                       "sdm pull resumes it, sdm clean removes it"} for p in unfinished])
+        print_json(
+            [
+                {"path": str(c.path), "ok": c.ok, "reason": c.reason, "id": c.id, "sha256": c.sha256}
+                for c in checks
+            ]
+            + [
+                {
+                    "path": str(p.path),
+                    "ok": False,
+                    "id": None,
+                    "sha256": None,
+                    "reason": "download in progress"
+                    if p.active
+                    else f"interrupted download ({p.on_disk} of {p.size} bytes); "
+                    "sdm pull resumes it, sdm clean removes it",
+                }
+                for p in unfinished
+            ]
+        )
     else:
         for c in checks:
             echo(f"{'ok  ' if c.ok else 'FAIL'} {c.path}: {c.reason}")
         for p in unfinished:
             state = "in progress" if p.active else "interrupted"
-            echo(f"PART {p.path}: {state} download, {human_size(p.on_disk)} of "
-                 f"{human_size(p.size)}" + ("" if p.active else " (sdm clean removes it)"))
+            echo(
+                f"PART {p.path}: {state} download, {human_size(p.on_disk)} of "
+                f"{human_size(p.size)}" + ("" if p.active else " (sdm clean removes it)")
+            )
         if not checks and not unfinished:
             echo("nothing to verify: the store is empty")
     if any(not c.ok for c in checks):
@@ -115,8 +142,9 @@ def verify(
 
 @app.command(epilog="Examples:\n\n  sdm clean --dry-run\n\n  sdm clean")
 @handle_errors
-def clean(dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go.")] = False,
-          ) -> None:
+def clean(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go.")] = False,
+) -> None:
     """Remove interrupted downloads (partial files, their state, dead locks)."""
     from sdm.health import clean as run
 
@@ -127,12 +155,14 @@ def clean(dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what woul
         echo("nothing to clean")
 
 
-@app.command("rm", epilog="Examples:\n\n  sdm rm dreamshaper\n\n"
-             "  sdm rm ~/models/loras/old.safetensors --yes")
+@app.command(
+    "rm", epilog="Examples:\n\n  sdm rm dreamshaper\n\n  sdm rm ~/models/loras/old.safetensors --yes"
+)
 @handle_errors
 def remove(
-    targets: Annotated[list[str], typer.Argument(metavar="ID|NAME|PATH...",
-                                                 help="Model ids, file names or paths.")],
+    targets: Annotated[
+        list[str], typer.Argument(metavar="ID|NAME|PATH...", help="Model ids, file names or paths.")
+    ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
     """Delete installed model files and their records."""
@@ -149,8 +179,7 @@ def remove(
         item.path.unlink(missing_ok=True)
         the_store.remove_record(item.path)
         stem = item.path.with_suffix("")
-        for sidecar in (stem.with_name(stem.name + ".json"),
-                        stem.with_name(stem.name + ".civitai.info")):
+        for sidecar in (stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".civitai.info")):
             sidecar.unlink(missing_ok=True)
         echo(f"removed {item.path}")
 
@@ -170,6 +199,8 @@ def disk_usage(as_json: JsonOpt = False) -> None:
         print_json([{"type": t, "base": b, "files": n, "size": s} for (t, b), (n, s) in rows])
         return
     total = sum(s for _, (_, s) in rows)
-    print_table(["TYPE", "BASE", "FILES", "SIZE"],
-                [[t, b, str(n), human_size(s)] for (t, b), (n, s) in rows]
-                + [["total", "", str(sum(n for _, (n, _) in rows)), human_size(total)]])
+    print_table(
+        ["TYPE", "BASE", "FILES", "SIZE"],
+        [[t, b, str(n), human_size(s)] for (t, b), (n, s) in rows]
+        + [["total", "", str(sum(n for _, (n, _) in rows)), human_size(total)]],
+    )

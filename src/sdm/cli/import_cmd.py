@@ -1,6 +1,5 @@
 """sdm import: adopt model files already on disk."""
 
-
 from pathlib import Path
 from typing import Annotated
 
@@ -12,21 +11,30 @@ from sdm.cli.output import echo, handle_errors, print_json
 from sdm.errors import BadInput
 
 
-@app.command("import", epilog="Examples:\n\n  sdm import ~/Downloads/*.safetensors\n\n"
-             "  sdm import ~/stable-diffusion-webui      # a whole A1111 install\n\n"
-             "  sdm import ~/ComfyUI/models --move --json")
+@app.command(
+    "import",
+    epilog="Examples:\n\n  sdm import ~/Downloads/*.safetensors\n\n"
+    "  sdm import ~/stable-diffusion-webui      # a whole A1111 install\n\n"
+    "  sdm import ~/ComfyUI/models --move --json",
+)
 @handle_errors
 def import_(
     paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Files or folders.")],
     move: Annotated[bool, typer.Option("--move", help="Move the files into the store.")] = False,
     copy: Annotated[bool, typer.Option("--copy", help="Copy them (the originals stay).")] = False,
-    link: Annotated[bool, typer.Option("--link", help="Symlink them (the store points at the "
-                                       "originals).")] = False,
-    type_: Annotated[str | None, typer.Option("--type", "-t", help="Force the type.",
-                                              show_default=False)] = None,
-    allow_unsafe: Annotated[bool, typer.Option("--allow-unsafe", help="Accept pickle files whose "
-                                               "imports sdm does not know (never dangerous "
-                                               "ones).")] = False,
+    link: Annotated[
+        bool, typer.Option("--link", help="Symlink them (the store points at the originals).")
+    ] = False,
+    type_: Annotated[
+        str | None, typer.Option("--type", "-t", help="Force the type.", show_default=False)
+    ] = None,
+    allow_unsafe: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsafe",
+            help="Accept pickle files whose imports sdm does not know (never dangerous ones).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Adopt model files into the store, each probed and named by the catalog when known.
@@ -44,12 +52,22 @@ def import_(
         raise BadInput(f"no such file or folder: {', '.join(missing)}")
     forced = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
     mode = "move" if move else "copy" if copy else "symlink" if link else "hardlink"
-    results = import_files(store(), paths, load(), mode, forced[0] if forced else None,
-                           allow_unsafe)
+    results = import_files(store(), paths, load(), mode, forced[0] if forced else None, allow_unsafe)
     if as_json:
-        print_json([{"path": str(r.path), "status": r.status,
-                     "dest": str(r.dest) if r.dest else None, "id": r.id, "type": r.type,
-                     "how": r.how or None, "reason": r.reason or None} for r in results])
+        print_json(
+            [
+                {
+                    "path": str(r.path),
+                    "status": r.status,
+                    "dest": str(r.dest) if r.dest else None,
+                    "id": r.id,
+                    "type": r.type,
+                    "how": r.how or None,
+                    "reason": r.reason or None,
+                }
+                for r in results
+            ]
+        )
     else:
         for r in results:
             if r.status == "imported":
@@ -64,8 +82,11 @@ def import_(
         raise typer.Exit(1)
 
 
-@app.command("link", epilog="Examples:\n\n  sdm link ~/stable-diffusion-webui --layout a1111\n\n"
-             "  sdm link ~/ComfyUI --layout comfyui --mode hardlink")
+@app.command(
+    "link",
+    epilog="Examples:\n\n  sdm link ~/stable-diffusion-webui --layout a1111\n\n"
+    "  sdm link ~/ComfyUI --layout comfyui --mode hardlink",
+)
 @handle_errors
 def link(
     ui_dir: Annotated[Path, typer.Argument(metavar="UI_DIR", help="The UI's install folder.")],
@@ -88,8 +109,10 @@ def link(
         echo(f"note: {note}")
     for path in report.clashes:
         echo(f"clash    {path}: another file has that name; left alone")
-    echo(f"{len(report.created)} made, {len(report.present)} already there, "
-         f"{len(report.clashes)} clashes; undo with: sdm unlink {ui_dir}")
+    echo(
+        f"{len(report.created)} made, {len(report.present)} already there, "
+        f"{len(report.clashes)} clashes; undo with: sdm unlink {ui_dir}"
+    )
     if report.clashes:
         raise typer.Exit(1)
 

@@ -70,16 +70,14 @@ def print_table(
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=title, box=None, header_style="bold", pad_edge=False,
-                      show_header=header)
+        table = Table(title=title, box=None, header_style="bold", pad_edge=False, show_header=header)
         for column in columns:
             table.add_column(column, overflow="fold")
         for row in rows:
             table.add_row(*row)
         Console().print(table)
         return
-    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
-              for i, c in enumerate(columns)]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
     if title:
         echo(title)
     for row in [list(columns), *rows] if header else rows:

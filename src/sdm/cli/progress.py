@@ -20,10 +20,19 @@ def label(plan: Plan) -> str:
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:
     plan = outcome.plan
-    return {"id": plan.model_id, "variant": plan.variant, "spec": plan.spec, "type": plan.type,
-            "path": str(outcome.path), "size": outcome.size, "sha256": outcome.sha256,
-            "status": outcome.status, "elapsed": round(outcome.elapsed, 3),
-            "source": plan.source, "warnings": list(outcome.warnings)}
+    return {
+        "id": plan.model_id,
+        "variant": plan.variant,
+        "spec": plan.spec,
+        "type": plan.type,
+        "path": str(outcome.path),
+        "size": outcome.size,
+        "sha256": outcome.sha256,
+        "status": outcome.status,
+        "elapsed": round(outcome.elapsed, 3),
+        "source": plan.source,
+        "warnings": list(outcome.warnings),
+    }
 
 
 class LineReporter:
@@ -55,12 +64,17 @@ class LineReporter:
             with self.lock:
                 print_json_line(outcome_json(outcome))
             return
-        verb = {"present": "already present", "resumed": "resumed and verified",
-                "downloaded": "downloaded and verified",
-                "converted": "downloaded, verified and converted to fp16"}[outcome.status]
-        self._say(f"{verb}: {label(outcome.plan)} -> {outcome.path} "
-                  f"({human_size(outcome.size)}, sha256 {outcome.sha256[:12]}, "
-                  f"{outcome.elapsed:.1f}s)")
+        verb = {
+            "present": "already present",
+            "resumed": "resumed and verified",
+            "downloaded": "downloaded and verified",
+            "converted": "downloaded, verified and converted to fp16",
+        }[outcome.status]
+        self._say(
+            f"{verb}: {label(outcome.plan)} -> {outcome.path} "
+            f"({human_size(outcome.size)}, sha256 {outcome.sha256[:12]}, "
+            f"{outcome.elapsed:.1f}s)"
+        )
 
     def failed(self, plan: Plan, error: SdmError) -> None:
         with self.lock:
@@ -68,9 +82,16 @@ class LineReporter:
             if error.hint:
                 sys.stderr.write(f"sdm: hint: {error.hint}\n")
             if self.as_json:
-                print_json_line({"id": plan.model_id, "variant": plan.variant, "spec": plan.spec,
-                                 "path": str(plan.dest), "status": "failed",
-                                 "error": error.message})
+                print_json_line(
+                    {
+                        "id": plan.model_id,
+                        "variant": plan.variant,
+                        "spec": plan.spec,
+                        "path": str(plan.dest),
+                        "status": "failed",
+                        "error": error.message,
+                    }
+                )
 
     def close(self) -> None:
         pass
@@ -90,9 +111,14 @@ class RichReporter(LineReporter):
             TransferSpeedColumn,
         )
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 DownloadColumn(binary_units=True),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), transient=False)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
         self.tasks: dict[int, Any] = {}
         self.total = self.progress.add_task("total", total=0, visible=False)
         self.progress.start()

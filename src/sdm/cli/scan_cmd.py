@@ -1,6 +1,5 @@
 """sdm scan: is this pickle-based checkpoint safe to load?"""
 
-
 from pathlib import Path
 from typing import Annotated
 
@@ -11,8 +10,7 @@ from sdm.cli.output import echo, handle_errors, print_json
 from sdm.errors import BadInput
 
 
-@app.command(epilog="Examples:\n\n  sdm scan ~/Downloads/f222.ckpt\n\n"
-             "  sdm scan models/*.pt --json")
+@app.command(epilog="Examples:\n\n  sdm scan ~/Downloads/f222.ckpt\n\n  sdm scan models/*.pt --json")
 @handle_errors
 def scan(
     files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Files to scan.")],
@@ -30,8 +28,18 @@ def scan(
         raise BadInput(f"no such file: {', '.join(missing)}")
     results = [scan_file(f) for f in files]
     if as_json:
-        print_json([{"path": str(r.path), "verdict": r.verdict, "format": r.format,
-                     "globals": r.globals, "reasons": r.reasons} for r in results])
+        print_json(
+            [
+                {
+                    "path": str(r.path),
+                    "verdict": r.verdict,
+                    "format": r.format,
+                    "globals": r.globals,
+                    "reasons": r.reasons,
+                }
+                for r in results
+            ]
+        )
     else:
         for r in results:
             echo(f"{r.path}: {r.verdict} ({r.format})")

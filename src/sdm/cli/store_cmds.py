@@ -1,6 +1,5 @@
 """Commands that read the store: list."""
 
-
 from typing import Any
 
 from sdm.cli.app import app, store
@@ -29,8 +28,9 @@ def installed_json(item: Installed) -> dict[str, Any]:
     }
 
 
-@app.command("list", epilog="Examples:\n\n  sdm list\n\n  sdm list --type lora\n\n"
-             "  sdm list --base sdxl --json")
+@app.command(
+    "list", epilog="Examples:\n\n  sdm list\n\n  sdm list --type lora\n\n  sdm list --base sdxl --json"
+)
 @handle_errors
 def list_installed(type_: TypeOpt = None, base: BaseOpt = None, as_json: JsonOpt = False) -> None:
     """List the models installed in the store, read from disk."""
@@ -39,8 +39,9 @@ def list_installed(type_: TypeOpt = None, base: BaseOpt = None, as_json: JsonOpt
     types = check_choices(type_, MODEL_TYPES, "type")
     bases = set(check_choices(base, BASES, "base"))
     the_store = store()
-    items = [i for i in the_store.files(types)
-             if not bases or (i.record is not None and i.record.base in bases)]
+    items = [
+        i for i in the_store.files(types) if not bases or (i.record is not None and i.record.base in bases)
+    ]
     if as_json:
         print_json([installed_json(i) for i in items])
         return
@@ -49,18 +50,28 @@ def list_installed(type_: TypeOpt = None, base: BaseOpt = None, as_json: JsonOpt
         echo(f"No models installed{what} in {the_store.root}.")
         echo("Find one with 'sdm search', then install it with 'sdm pull ID'.")
         return
-    rows = [[i.id or "unknown", i.type, (i.record.base if i.record else None) or "?",
-             (i.record.precision if i.record else None) or "?", human_size(i.size),
-             i.record.sha256[:10] if i.record else "-",
-             "yes" if i.record and i.record.verified else "no",
-             (i.record.source if i.record else None) or "-", str(i.path)]
-            for i in items]
-    print_table(["ID", "TYPE", "BASE", "PREC", "SIZE", "AUTOV2", "VERIFIED", "SOURCE", "PATH"],
-                rows)
+    rows = [
+        [
+            i.id or "unknown",
+            i.type,
+            (i.record.base if i.record else None) or "?",
+            (i.record.precision if i.record else None) or "?",
+            human_size(i.size),
+            i.record.sha256[:10] if i.record else "-",
+            "yes" if i.record and i.record.verified else "no",
+            (i.record.source if i.record else None) or "-",
+            str(i.path),
+        ]
+        for i in items
+    ]
+    print_table(["ID", "TYPE", "BASE", "PREC", "SIZE", "AUTOV2", "VERIFIED", "SOURCE", "PATH"], rows)
 
 
-@app.command("export", epilog="Examples:\n\n  sdm export > models.yaml\n\n"
-             "  sdm pull -f models.yaml --frozen      # on another machine")
+@app.command(
+    "export",
+    epilog="Examples:\n\n  sdm export > models.yaml\n\n"
+    "  sdm pull -f models.yaml --frozen      # on another machine",
+)
 @handle_errors
 def export(as_json: JsonOpt = False) -> None:
     """Write a manifest of the store that `sdm pull -f` reinstalls exactly."""
@@ -77,8 +88,7 @@ def export(as_json: JsonOpt = False) -> None:
         if record is None or not record.source:
             skipped += 1
             continue
-        entry: dict[str, object] = {"type": record.type, "sha256": record.sha256,
-                                    "filename": item.path.name}
+        entry: dict[str, object] = {"type": record.type, "sha256": record.sha256, "filename": item.path.name}
         source = record.source
         if source.startswith("converted from "):
             source = source.removeprefix("converted from ").split(" (sha256", 1)[0]
@@ -92,8 +102,10 @@ def export(as_json: JsonOpt = False) -> None:
         entry["source"] = source
         entries.append(entry)
     if skipped:
-        sys.stderr.write(f"sdm: note: {skipped} file(s) without a record were left out "
-                         "(sdm cannot tell where they came from)\n")
+        sys.stderr.write(
+            f"sdm: note: {skipped} file(s) without a record were left out "
+            "(sdm cannot tell where they came from)\n"
+        )
     if as_json:
         print_json({"models": entries})
         return

@@ -96,8 +96,7 @@ class _Restart(Exception):
 
 
 class _Retry(Exception):
-    def __init__(self, message: str, headers: Mapping[str, str] | None = None,
-                 refresh: bool = False) -> None:
+    def __init__(self, message: str, headers: Mapping[str, str] | None = None, refresh: bool = False) -> None:
         super().__init__(message)
         self.headers = headers  # of the answer that failed: Retry-After, RateLimit
         self.refresh = refresh
@@ -167,8 +166,13 @@ class _Job:
         loc = self.loc
         state = TransferState.load(state_path(t.partial))
         resumable = (
-            state is not None and loc.ranges and loc.size is not None and t.partial.exists()
-            and state.key == t.key and state.size == loc.size and state.etag == loc.etag
+            state is not None
+            and loc.ranges
+            and loc.size is not None
+            and t.partial.exists()
+            and state.key == t.key
+            and state.size == loc.size
+            and state.etag == loc.etag
         )
         if resumable and state is not None:
             self.done = RangeSet((start, end) for start, end in state.done)
@@ -182,8 +186,7 @@ class _Job:
             self.done = RangeSet()
             kept = 0
         self.kept = kept
-        self.state = TransferState(key=t.key, etag=loc.etag,
-                                   size=loc.size, sha256=loc.sha256, done=[])
+        self.state = TransferState(key=t.key, etag=loc.etag, size=loc.size, sha256=loc.sha256, done=[])
         t.partial.parent.mkdir(parents=True, exist_ok=True)
         self.fd = fileio.open_partial(t.partial)
         try:
@@ -198,8 +201,7 @@ class _Job:
             os.fsync(self.fd)
         finally:
             os.close(self.fd)
-        return Result(size=size, sha256=digest, kept=kept, transferred=self.transferred,
-                      location=loc)
+        return Result(size=size, sha256=digest, kept=kept, transferred=self.transferred, location=loc)
 
     def _locate(self, client: httpx.Client) -> Location:
         attempt = 0
@@ -210,8 +212,10 @@ class _Job:
                 raise
             except Exception as exc:  # connection errors while probing
                 if not _is_transient(exc) or attempt >= self.t.retries:
-                    raise NetworkError(f"cannot reach the server: {_describe(exc)}",
-                                       hint="check the network, then run the same command") from None
+                    raise NetworkError(
+                        f"cannot reach the server: {_describe(exc)}",
+                        hint="check the network, then run the same command",
+                    ) from None
                 time.sleep(retry_delay(attempt))
                 attempt += 1
 
@@ -237,8 +241,9 @@ class _Job:
         self.exited = threading.Event()  # a worker ended: look at once, not at the next tick
         self.running = workers
         self.conns: list[_Conns] = []
-        threads = [threading.Thread(target=self._worker, name=f"sdm-dl-{i}", daemon=True)
-                   for i in range(workers)]
+        threads = [
+            threading.Thread(target=self._worker, name=f"sdm-dl-{i}", daemon=True) for i in range(workers)
+        ]
         last_state = time.monotonic()
         try:
             for thread in threads:
@@ -354,7 +359,8 @@ class _Job:
                         have = self.done.covered()
                     raise NetworkError(
                         f"{exc} (gave up after {failures} attempts; {have} bytes kept)",
-                        hint="run the same command again to resume") from None
+                        hint="run the same command again to resume",
+                    ) from None
                 if exc.refresh:
                     self._refresh_location(conns.client())
                 self._sleep(retry_delay(failures - 1, exc.headers))
@@ -388,8 +394,9 @@ class _Job:
                 headers["If-Range"] = loc.etag
         return headers
 
-    def _check_answer(self, status: int, headers: Mapping[str, str], start: int,
-                      why: Callable[[], str]) -> None:
+    def _check_answer(
+        self, status: int, headers: Mapping[str, str], start: int, why: Callable[[], str]
+    ) -> None:
         """Raise what an answer other than the bytes asked for calls for."""
         if status in (401, 403, 410) and not self.t.creds.has_token_for(self.loc.url):
             # A signed CDN URL that expired: ask the hub again.
@@ -417,8 +424,12 @@ class _Job:
         try:
             response = conns.wire.get(self.loc.url, self._request_headers(piece))
             try:
-                self._check_answer(response.status, response.headers, piece.start,
-                                   lambda: error_text(response.headers, response.read_some()))
+                self._check_answer(
+                    response.status,
+                    response.headers,
+                    piece.start,
+                    lambda: error_text(response.headers, response.read_some()),
+                )
                 if response.remaining is None:
                     raise wire.Unsupported("a ranged answer without Content-Length")
                 self._write_wire(response, piece, conns.buffer)
@@ -456,8 +467,10 @@ class _Job:
             call(*args)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(f"the disk is full writing {self.t.partial}",
-                               hint="free some space, then run the same command to resume") from None
+                raise DiskFull(
+                    f"the disk is full writing {self.t.partial}",
+                    hint="free some space, then run the same command to resume",
+                ) from None
             raise SdmError(f"cannot write {self.t.partial}: {exc.strerror or exc}") from None
 
     def _fetch_httpx(self, client: httpx.Client, piece: _Piece) -> None:
@@ -465,8 +478,9 @@ class _Job:
 
         try:
             with client.stream("GET", self.loc.url, headers=self._request_headers(piece)) as response:
-                self._check_answer(response.status_code, response.headers, piece.start,
-                                   lambda: error_message(response))
+                self._check_answer(
+                    response.status_code, response.headers, piece.start, lambda: error_message(response)
+                )
                 self._write_httpx(response, piece)
         except (httpx.TransportError, httpx.StreamError) as exc:
             raise untrusted_certificate(exc, self.loc.url) or _Retry(_describe(exc)) from None

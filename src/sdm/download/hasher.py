@@ -18,8 +18,7 @@ from sdm.download.ranges import MIB, RangeSet
 class PrefixHasher(threading.Thread):
     """SHA-256 of the file's contiguous prefix, advancing as workers fill it."""
 
-    def __init__(self, fd: int, done: RangeSet, lock: threading.Lock,
-                 stop: threading.Event) -> None:
+    def __init__(self, fd: int, done: RangeSet, lock: threading.Lock, stop: threading.Event) -> None:
         super().__init__(name="sdm-sha256", daemon=True)
         self.fd, self.done, self.lock, self.stop = fd, done, lock, stop
         self.sha = hashlib.sha256()

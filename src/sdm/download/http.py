@@ -135,8 +135,7 @@ def send(
     The caller closes the returned response (it may be streaming).
     """
     for _ in range(MAX_REDIRECTS + 1):
-        request = client.build_request(method, url, headers={**(headers or {}),
-                                                             **creds.headers_for(url)})
+        request = client.build_request(method, url, headers={**(headers or {}), **creds.headers_for(url)})
         response = client.send(request, stream=stream)
         if not (follow and response.is_redirect):
             return response
@@ -158,12 +157,11 @@ def untrusted_certificate(exc: BaseException, url: str) -> NetworkError | None:
     reason = seen.verify_message or str(seen)
     return NetworkError(
         f"the TLS certificate of {urlsplit(url).hostname} is not trusted: {reason}",
-        hint="if a proxy or mirror uses its own certificate authority, "
-             "point SSL_CERT_FILE at its CA bundle")
+        hint="if a proxy or mirror uses its own certificate authority, point SSL_CERT_FILE at its CA bundle",
+    )
 
 
-def retry_delay(attempt: int, headers: Mapping[str, str] | None = None,
-                cap: float = 30.0) -> float:
+def retry_delay(attempt: int, headers: Mapping[str, str] | None = None, cap: float = 30.0) -> float:
     """Exponential backoff with full jitter, or what the server asked for."""
     if headers is not None:
         asked = server_wait(headers)

@@ -51,8 +51,9 @@ def _try_take(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def hold(path: Path, wait: bool = True, on_wait: Callable[[str], None] = lambda m: None,
-         poll: float = 0.5) -> Iterator[None]:
+def hold(
+    path: Path, wait: bool = True, on_wait: Callable[[str], None] = lambda m: None, poll: float = 0.5
+) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     told = False
     while not _try_take(path):

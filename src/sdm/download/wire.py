@@ -84,8 +84,9 @@ def _proxied(scheme: str) -> bool:
 class Response:
     """Status and headers of one answer; its body is read with readinto()."""
 
-    def __init__(self, conn: Connection, status: int, headers: dict[str, str],
-                 length: int | None, keep_alive: bool) -> None:
+    def __init__(
+        self, conn: Connection, status: int, headers: dict[str, str], length: int | None, keep_alive: bool
+    ) -> None:
         self.conn, self.status, self.headers = conn, status, headers
         self.remaining = length  # None: chunked or until close, left to httpx
         self.keep_alive = keep_alive
@@ -193,9 +194,12 @@ class Connection:
     def get(self, target: Target, headers: Mapping[str, str]) -> Response:
         if self.sock is None:
             raise WireError("connection closed")
-        lines = [f"GET {target.path.decode('ascii')} HTTP/1.1",
-                 f"Host: {target.host_header()}", f"User-Agent: {USER_AGENT}",
-                 "Accept-Encoding: identity"]
+        lines = [
+            f"GET {target.path.decode('ascii')} HTTP/1.1",
+            f"Host: {target.host_header()}",
+            f"User-Agent: {USER_AGENT}",
+            "Accept-Encoding: identity",
+        ]
         if any("\r" in v or "\n" in v for v in headers.values()):
             raise Unsupported("a header value with a line break")  # httpx refuses it too
         lines += [f"{name}: {value}" for name, value in headers.items()]
@@ -208,8 +212,7 @@ class Connection:
             if status >= 200:
                 break  # 1xx answers are interim: the real one follows
         connection = fields.get("connection", "").lower()
-        keep_alive = "close" not in connection and (version == "HTTP/1.1" or
-                                                   "keep-alive" in connection)
+        keep_alive = "close" not in connection and (version == "HTTP/1.1" or "keep-alive" in connection)
         length: int | None = None
         if "transfer-encoding" not in fields:
             try:
@@ -227,7 +230,7 @@ class Connection:
         while True:
             end = data.find(b"\r\n\r\n")
             if end >= 0:
-                self.pending = data[end + 4:]
+                self.pending = data[end + 4 :]
                 return data[:end]
             if len(data) > MAX_HEAD:
                 raise WireError("response head too large")

@@ -48,7 +48,7 @@ def compute(path: Path, safetensors: bool | None = None) -> Hashes:
         while chunk := fh.read(CHUNK):
             full.update(chunk)
             if after is not None and position + len(chunk) > skip:
-                after.update(chunk[max(0, skip - position):])
+                after.update(chunk[max(0, skip - position) :])
             position += len(chunk)
         autov1 = None
         if size >= 2 * AUTOV1_AT:

@@ -20,56 +20,201 @@ from typing import IO
 
 from sdm.formats.sniff import sniff
 
-SAFE_GLOBALS = frozenset({
-    "collections.OrderedDict",
-    "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2",
-    "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
-    "torch._utils._rebuild_device_tensor_from_numpy",
-    "torch._tensor._rebuild_from_type_v2",
-    "torch.Size", "torch.Tensor", "torch.device",
-    *(f"torch.{kind}Storage" for kind in (
-        "Float", "Half", "BFloat16", "Double", "Long", "Int", "Short", "Char", "Byte", "Bool",
-        "ComplexFloat", "ComplexDouble", "QUInt8", "QInt8", "QInt32", "QUInt4x2", "QUInt2x4",
-        "Untyped")),
-    "torch.storage.UntypedStorage", "torch.storage.TypedStorage",
-    *(f"torch.{dtype}" for dtype in (
-        "float16", "float32", "float64", "bfloat16", "half", "float", "double", "int8",
-        "uint8", "int16", "int32", "int64", "bool", "long", "int")),
-    "torch.nn.modules.container.ParameterDict",  # original textual-inversion embeddings
-    "numpy.dtype", "numpy.ndarray",
-    "numpy.core.multiarray.scalar", "numpy.core.multiarray._reconstruct",
-    "numpy._core.multiarray.scalar", "numpy._core.multiarray._reconstruct",
-    "_codecs.encode",
-    "builtins.set", "__builtin__.set", "builtins.frozenset", "builtins.bytearray",
-    "builtins.slice", "builtins.complex",
-    # Lightning writes its callback's class into SD 1.x .ckpt files.
-    "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
-})
+SAFE_GLOBALS = frozenset(
+    {
+        "collections.OrderedDict",
+        "torch._utils._rebuild_tensor",
+        "torch._utils._rebuild_tensor_v2",
+        "torch._utils._rebuild_parameter",
+        "torch._utils._rebuild_parameter_with_state",
+        "torch._utils._rebuild_device_tensor_from_numpy",
+        "torch._tensor._rebuild_from_type_v2",
+        "torch.Size",
+        "torch.Tensor",
+        "torch.device",
+        *(
+            f"torch.{kind}Storage"
+            for kind in (
+                "Float",
+                "Half",
+                "BFloat16",
+                "Double",
+                "Long",
+                "Int",
+                "Short",
+                "Char",
+                "Byte",
+                "Bool",
+                "ComplexFloat",
+                "ComplexDouble",
+                "QUInt8",
+                "QInt8",
+                "QInt32",
+                "QUInt4x2",
+                "QUInt2x4",
+                "Untyped",
+            )
+        ),
+        "torch.storage.UntypedStorage",
+        "torch.storage.TypedStorage",
+        *(
+            f"torch.{dtype}"
+            for dtype in (
+                "float16",
+                "float32",
+                "float64",
+                "bfloat16",
+                "half",
+                "float",
+                "double",
+                "int8",
+                "uint8",
+                "int16",
+                "int32",
+                "int64",
+                "bool",
+                "long",
+                "int",
+            )
+        ),
+        "torch.nn.modules.container.ParameterDict",  # original textual-inversion embeddings
+        "numpy.dtype",
+        "numpy.ndarray",
+        "numpy.core.multiarray.scalar",
+        "numpy.core.multiarray._reconstruct",
+        "numpy._core.multiarray.scalar",
+        "numpy._core.multiarray._reconstruct",
+        "_codecs.encode",
+        "builtins.set",
+        "__builtin__.set",
+        "builtins.frozenset",
+        "builtins.bytearray",
+        "builtins.slice",
+        "builtins.complex",
+        # Lightning writes its callback's class into SD 1.x .ckpt files.
+        "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
+    }
+)
 
 # A module here, or any module below it, can run code or touch the system.
-DANGEROUS_MODULES = frozenset({
-    "os", "posix", "nt", "subprocess", "_posixsubprocess", "sys", "socket", "ssl", "shutil",
-    "runpy", "pty", "pickle", "_pickle", "pip", "ensurepip", "pdb", "bdb", "asyncio", "ctypes",
-    "importlib", "code", "codeop", "marshal", "types", "webbrowser", "urllib", "http", "httplib",
-    "requests", "aiohttp", "multiprocessing", "threading", "_thread", "signal", "tempfile",
-    "platform", "commands", "timeit", "profile", "cProfile", "pydoc", "site", "atexit",
-    "_interpreters", "io", "_io", "logging", "dill", "joblib", "cloudpickle", "inspect",
-    "pkgutil", "zipimport", "ftplib", "smtplib", "telnetlib", "imaplib", "poplib", "xmlrpc",
-    "numpy.f2py", "numpy.testing", "torch.serialization", "torch._inductor",
-    "torch.utils.collect_env", "torch.hub", "torch.jit", "torch.ops", "torch._dynamo",
-})
-DANGEROUS_NAMES = frozenset({
-    *(f"{b}.{name}" for b in ("builtins", "__builtin__") for name in (
-        "eval", "exec", "execfile", "compile", "getattr", "setattr", "delattr", "apply", "open",
-        "breakpoint", "__import__", "input", "globals", "locals", "vars", "memoryview",
-        "help", "exit", "quit")),
-    "functools.partial", "functools.reduce",
-    *(f"{m}.{n}" for m in ("operator", "_operator")
-      for n in ("attrgetter", "itemgetter", "methodcaller", "call")),
-})
+DANGEROUS_MODULES = frozenset(
+    {
+        "os",
+        "posix",
+        "nt",
+        "subprocess",
+        "_posixsubprocess",
+        "sys",
+        "socket",
+        "ssl",
+        "shutil",
+        "runpy",
+        "pty",
+        "pickle",
+        "_pickle",
+        "pip",
+        "ensurepip",
+        "pdb",
+        "bdb",
+        "asyncio",
+        "ctypes",
+        "importlib",
+        "code",
+        "codeop",
+        "marshal",
+        "types",
+        "webbrowser",
+        "urllib",
+        "http",
+        "httplib",
+        "requests",
+        "aiohttp",
+        "multiprocessing",
+        "threading",
+        "_thread",
+        "signal",
+        "tempfile",
+        "platform",
+        "commands",
+        "timeit",
+        "profile",
+        "cProfile",
+        "pydoc",
+        "site",
+        "atexit",
+        "_interpreters",
+        "io",
+        "_io",
+        "logging",
+        "dill",
+        "joblib",
+        "cloudpickle",
+        "inspect",
+        "pkgutil",
+        "zipimport",
+        "ftplib",
+        "smtplib",
+        "telnetlib",
+        "imaplib",
+        "poplib",
+        "xmlrpc",
+        "numpy.f2py",
+        "numpy.testing",
+        "torch.serialization",
+        "torch._inductor",
+        "torch.utils.collect_env",
+        "torch.hub",
+        "torch.jit",
+        "torch.ops",
+        "torch._dynamo",
+    }
+)
+DANGEROUS_NAMES = frozenset(
+    {
+        *(
+            f"{b}.{name}"
+            for b in ("builtins", "__builtin__")
+            for name in (
+                "eval",
+                "exec",
+                "execfile",
+                "compile",
+                "getattr",
+                "setattr",
+                "delattr",
+                "apply",
+                "open",
+                "breakpoint",
+                "__import__",
+                "input",
+                "globals",
+                "locals",
+                "vars",
+                "memoryview",
+                "help",
+                "exit",
+                "quit",
+            )
+        ),
+        "functools.partial",
+        "functools.reduce",
+        *(
+            f"{m}.{n}"
+            for m in ("operator", "_operator")
+            for n in ("attrgetter", "itemgetter", "methodcaller", "call")
+        ),
+    }
+)
 # torch's zip format: what torch.save writes (3.1 in the research notes).
-ZIP_MEMBER_NAMES = ("data.pkl", "version", "byteorder", ".data/version",
-                    ".data/serialization_id", ".format_version", ".storage_alignment")
+ZIP_MEMBER_NAMES = (
+    "data.pkl",
+    "version",
+    "byteorder",
+    ".data/version",
+    ".data/serialization_id",
+    ".format_version",
+    ".storage_alignment",
+)
 MAX_STACK = 1_000_000
 MAX_MEMO = 1_000_000
 MAX_PICKLES = 16
@@ -125,14 +270,15 @@ def walk(stream: IO[bytes], result: ScanResult, where: str) -> bool:
                 module, _, attr = str(arg).partition(" ")
                 _record(result, f"{module}.{attr}", where)
             elif name == "STACK_GLOBAL":
-                attr_v, module_v = (stack.pop() if stack else _UNKNOWN,
-                                    stack.pop() if stack else _UNKNOWN)
+                attr_v, module_v = (stack.pop() if stack else _UNKNOWN, stack.pop() if stack else _UNKNOWN)
                 if isinstance(module_v, str) and isinstance(attr_v, str):
                     _record(result, f"{module_v}.{attr_v}", where)
                     stack.append(f"{module_v}.{attr_v}")
                     continue
-                result.flag("dangerous", f"{where}: STACK_GLOBAL with operands that are not "
-                                         "plain strings (an obfuscated import)")
+                result.flag(
+                    "dangerous",
+                    f"{where}: STACK_GLOBAL with operands that are not plain strings (an obfuscated import)",
+                )
                 stack.append(_UNKNOWN)
                 continue
             if name == "STOP":
@@ -158,8 +304,9 @@ def _record(result: ScanResult, name: str, where: str) -> None:
         result.flag("unknown", f"{name} is not something a PyTorch checkpoint needs")
 
 
-def _apply_stack_effect(opcode: pickletools.OpcodeInfo, arg: object, stack: list[object],
-                        memo: dict[int, object]) -> None:
+def _apply_stack_effect(
+    opcode: pickletools.OpcodeInfo, arg: object, stack: list[object], memo: dict[int, object]
+) -> None:
     """Follow the opcode's declared stack effect, keeping strings and memo links."""
     name = opcode.name
     if name in ("PUT", "BINPUT", "LONG_BINPUT"):
@@ -239,8 +386,11 @@ def _scan_zip(path: Path, result: ScanResult) -> None:
                 with archive.open(info) as fh:
                     head = fh.read(2)
                     is_pickle = member.endswith(".pkl") or (
-                        len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
-                        and not inner.startswith("data/"))
+                        len(head) == 2
+                        and head[0] == 0x80
+                        and 2 <= head[1] <= 5
+                        and not inner.startswith("data/")
+                    )
                     if not is_pickle:
                         continue
                     if info.file_size > 1 << 30:

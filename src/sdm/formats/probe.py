@@ -16,11 +16,19 @@ from typing import Any
 
 from sdm.errors import UnsafeFile, VerificationFailed
 
-KEPT_METADATA = ("ss_network_module", "ss_network_dim", "ss_network_alpha",
-                 "ss_base_model_version", "ss_sd_model_name", "ss_output_name", "ss_resolution",
-                 "ss_clip_skip", "ss_v2", "sshs_model_hash")
-PRECISION = {"F16": "fp16", "BF16": "bf16", "F32": "fp32", "F64": "fp32", "F8_E4M3": "fp8",
-             "F8_E5M2": "fp8"}
+KEPT_METADATA = (
+    "ss_network_module",
+    "ss_network_dim",
+    "ss_network_alpha",
+    "ss_base_model_version",
+    "ss_sd_model_name",
+    "ss_output_name",
+    "ss_resolution",
+    "ss_clip_skip",
+    "ss_v2",
+    "sshs_model_hash",
+)
+PRECISION = {"F16": "fp16", "BF16": "bf16", "F32": "fp32", "F64": "fp32", "F8_E4M3": "fp8", "F8_E5M2": "fp8"}
 
 
 @dataclass
@@ -47,19 +55,31 @@ class Probe:
         return self.sha256[:10]
 
     def as_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), "format": self.format, "type": self.type,
-                "base": self.base, "precision": self.precision, "ema": self.ema,
-                "weights": self.weights, "subtype": self.subtype, "tensors": self.tensors,
-                "sha256": self.sha256, "autov1": self.autov1, "autov2": self.autov2,
-                "autov3": self.autov3, "id": self.id, "variant": self.variant,
-                "metadata": self.metadata, "evidence": self.evidence}
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "type": self.type,
+            "base": self.base,
+            "precision": self.precision,
+            "ema": self.ema,
+            "weights": self.weights,
+            "subtype": self.subtype,
+            "tensors": self.tensors,
+            "sha256": self.sha256,
+            "autov1": self.autov1,
+            "autov2": self.autov2,
+            "autov3": self.autov3,
+            "id": self.id,
+            "variant": self.variant,
+            "metadata": self.metadata,
+            "evidence": self.evidence,
+        }
 
 
 Shapes = dict[str, tuple[str, tuple[int, ...]]]  # name -> (dtype, shape)
 
 
-def probe(path: Path, catalog: Any = None, with_hashes: bool = True,
-          scanned: bool = False) -> Probe:
+def probe(path: Path, catalog: Any = None, with_hashes: bool = True, scanned: bool = False) -> Probe:
     """Classify a file; VerificationFailed or UnsafeFile (exit 1) when it is not a model,
     is damaged, or is a pickle that is not safe to read. scanned: the caller already
     ran the pickle scanner on this file (the restricted reader still refuses any
@@ -91,13 +111,16 @@ def probe(path: Path, catalog: Any = None, with_hashes: bool = True,
         what = f": {sniffed.first_line}" if sniffed.first_line else ""
         raise VerificationFailed(f"{path} is not a model file ({sniffed.kind}{what})")
     result = Probe(path, fmt, tensors=len(shapes))
-    result.metadata = {k: v[:200] for k, v in metadata.items()
-                       if k.startswith("modelspec.") or k in KEPT_METADATA}
+    result.metadata = {
+        k: v[:200] for k, v in metadata.items() if k.startswith("modelspec.") or k in KEPT_METADATA
+    }
     _classify(result, shapes, metadata, raw)
     if result.base == "sdxl":
         # Pony has no structural marker: only its trainer's metadata can say so.
-        named = " ".join(metadata.get(k, "") for k in ("modelspec.title", "ss_sd_model_name",
-                                                        "ss_output_name", "modelspec.description"))
+        named = " ".join(
+            metadata.get(k, "")
+            for k in ("modelspec.title", "ss_sd_model_name", "ss_output_name", "modelspec.description")
+        )
         if "pony" in named.lower():
             result.base = "pony"
             result.evidence.append("metadata names Pony (an SDXL fine-tune)")
@@ -133,8 +156,10 @@ def _pickle_shapes(path: Path, scanned: bool) -> tuple[Shapes, Any]:
 
     verdict = None if scanned else scan(path)
     if verdict is not None and verdict.verdict != "safe":
-        raise UnsafeFile(f"{path}: not read, its pickle is {verdict.verdict} "
-                         f"({'; '.join(verdict.reasons[:2])})", hint=f"see: sdm scan {path}")
+        raise UnsafeFile(
+            f"{path}: not read, its pickle is {verdict.verdict} ({'; '.join(verdict.reasons[:2])})",
+            hint=f"see: sdm scan {path}",
+        )
     try:
         with Checkpoint(path) as checkpoint:
             shapes = {n: (r.storage.dtype, r.shape) for n, r in checkpoint.tensors.items()}
@@ -154,8 +179,11 @@ def _classify(r: Probe, shapes: Shapes, metadata: dict[str, str], raw: Any) -> N
         r.evidence.append(f"kohya metadata: {metadata['ss_network_module']}")
         return
     names = list(shapes)
-    if isinstance(raw, dict) and "layer_structure" in raw and any(
-            k in raw for k in (320, 640, 768, 1024, 1280)):
+    if (
+        isinstance(raw, dict)
+        and "layer_structure" in raw
+        and any(k in raw for k in (320, 640, 768, 1024, 1280))
+    ):
         r.type, r.base = "hypernetwork", "sd2" if 1024 in raw else "sd15"
         r.evidence.append("A1111 hypernetwork layout (integer keys, layer_structure)")
         return
@@ -188,9 +216,14 @@ def _from_modelspec(r: Probe, arch: str) -> bool:
     if not arch:
         return False
     family, _, adapter = arch.partition("/")
-    bases = [("stable-diffusion-xl-v1-refiner", "sdxl-refiner"), ("stable-diffusion-xl", "sdxl"),
-             ("stable-diffusion-v1", "sd15"), ("stable-diffusion-v2", "sd2"),
-             ("stable-diffusion-3", "sd3"), ("flux-1", "flux1")]
+    bases = [
+        ("stable-diffusion-xl-v1-refiner", "sdxl-refiner"),
+        ("stable-diffusion-xl", "sdxl"),
+        ("stable-diffusion-v1", "sd15"),
+        ("stable-diffusion-v2", "sd2"),
+        ("stable-diffusion-3", "sd3"),
+        ("flux-1", "flux1"),
+    ]
     r.base = next((b for prefix, b in bases if family.startswith(prefix)), "other")
     r.type = {"lora": "lora", "textual-inversion": "embedding"}.get(adapter, "checkpoint")
     r.evidence.append(f"modelspec.architecture = {arch}")
@@ -212,10 +245,17 @@ def _kohya_base(metadata: dict[str, str]) -> str | None:
 
 def _lora_kind(shapes: Shapes) -> str | None:
     names = " ".join(shapes)
-    for marker, kind in ((".hada_w1", "LoHa"), (".lokr_w", "LoKr"), (".lora_mid.", "LoCon"),
-                         (".lora_A.", "PEFT"), (".lora_down.", "LoRA"), ("_lora.up.", "LoRA"),
-                         (".lora.up.", "LoRA"), (".lora_linear_layer.", "LoRA"),
-                         (".dora_scale", "DoRA")):
+    for marker, kind in (
+        (".hada_w1", "LoHa"),
+        (".lokr_w", "LoKr"),
+        (".lora_mid.", "LoCon"),
+        (".lora_A.", "PEFT"),
+        (".lora_down.", "LoRA"),
+        ("_lora.up.", "LoRA"),
+        (".lora.up.", "LoRA"),
+        (".lora_linear_layer.", "LoRA"),
+        (".dora_scale", "DoRA"),
+    ):
         if marker in names:
             return kind
     return None
@@ -225,12 +265,14 @@ def _lora_base(shapes: Shapes) -> str | None:
     names = list(shapes)
     if any("lora_te2_" in n or "lora_te1_" in n for n in names):
         return "sdxl"
-    if any("double_blocks" in n or "single_blocks" in n or "single_transformer_blocks" in n
-           for n in names):
+    if any("double_blocks" in n or "single_blocks" in n or "single_transformer_blocks" in n for n in names):
         return "flux1"
     for name, (_, shape) in shapes.items():
-        if ("attn2_to_k" in name or "attn2.to_k" in name) and (
-                "lora_down" in name or "lora_A" in name or "lora.down" in name) and len(shape) >= 2:
+        if (
+            ("attn2_to_k" in name or "attn2.to_k" in name)
+            and ("lora_down" in name or "lora_A" in name or "lora.down" in name)
+            and len(shape) >= 2
+        ):
             return {768: "sd15", 1024: "sd2", 2048: "sdxl"}.get(shape[1])
     return None
 
@@ -269,8 +311,10 @@ def _checkpoint(r: Probe, shapes: Shapes, prefix: str) -> None:
     sdxl = context_dim("4")
     if "conditioner.embedders.1.model.ln_final.weight" in names or sdxl == 2048:
         r.base = "sdxl"
-    elif sdxl == 1280 or ("conditioner.embedders.0.model.ln_final.weight" in names
-                          and "conditioner.embedders.1.model.ln_final.weight" not in names):
+    elif sdxl == 1280 or (
+        "conditioner.embedders.0.model.ln_final.weight" in names
+        and "conditioner.embedders.1.model.ln_final.weight" not in names
+    ):
         r.base = "sdxl-refiner"
     else:
         r.base = {768: "sd15", 1024: "sd2"}.get(context_dim("1") or 0)
@@ -312,4 +356,3 @@ def _precision(shapes: Shapes) -> str | None:
         return None
     kind, amount = census.most_common(1)[0]
     return kind if amount >= 0.9 * total else "mixed"
-

@@ -16,9 +16,28 @@ from pathlib import Path
 from sdm.formats.sniff import MAX_SAFETENSORS_HEADER
 
 DTYPE_BITS = {
-    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8,
-    "F8_E5M2FNUZ": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32,
-    "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+    "BOOL": 8,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "F8_E4M3FNUZ": 8,
+    "F8_E5M2FNUZ": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "C64": 64,
+    "F64": 64,
+    "I64": 64,
+    "U64": 64,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
 }
 MAX_TENSORS = 1_000_000
 
@@ -87,7 +106,8 @@ def parse_header(raw: bytes, file_size: int) -> Header:
         raise HeaderError("header is not a JSON object")
     metadata = data.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
         raise HeaderError("__metadata__ must map strings to strings")
     if len(data) > MAX_TENSORS:
         raise HeaderError("too many tensors")
@@ -100,8 +120,11 @@ def parse_header(raw: bytes, file_size: int) -> Header:
             raise HeaderError(f"tensor '{name}' has unsupported dtype {dtype!r}")
         if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
             raise HeaderError(f"tensor '{name}' has an invalid shape")
-        if not (isinstance(offsets, list) and len(offsets) == 2
-                and all(isinstance(o, int) and o >= 0 for o in offsets)):
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) and o >= 0 for o in offsets)
+        ):
             raise HeaderError(f"tensor '{name}' has invalid data_offsets")
         start, end = offsets
         bits = math.prod(shape) * DTYPE_BITS[dtype]
@@ -115,6 +138,7 @@ def parse_header(raw: bytes, file_size: int) -> Header:
         position = tensor.end
     if 8 + len(raw) + position != file_size:
         kind = "truncated" if 8 + len(raw) + position > file_size else "has trailing bytes"
-        raise HeaderError(f"file {kind}: the header describes {8 + len(raw) + position} bytes, "
-                          f"the file has {file_size}")
+        raise HeaderError(
+            f"file {kind}: the header describes {8 + len(raw) + position} bytes, the file has {file_size}"
+        )
     return Header(len(raw), metadata, tensors)

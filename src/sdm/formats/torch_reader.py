@@ -23,9 +23,15 @@ from sdm.formats.sniff import sniff
 
 # Storage class -> (safetensors dtype, item size in bytes)
 STORAGES = {
-    "FloatStorage": ("F32", 4), "HalfStorage": ("F16", 2), "BFloat16Storage": ("BF16", 2),
-    "DoubleStorage": ("F64", 8), "LongStorage": ("I64", 8), "IntStorage": ("I32", 4),
-    "ShortStorage": ("I16", 2), "CharStorage": ("I8", 1), "ByteStorage": ("U8", 1),
+    "FloatStorage": ("F32", 4),
+    "HalfStorage": ("F16", 2),
+    "BFloat16Storage": ("BF16", 2),
+    "DoubleStorage": ("F64", 8),
+    "LongStorage": ("I64", 8),
+    "IntStorage": ("I32", 4),
+    "ShortStorage": ("I16", 2),
+    "CharStorage": ("I8", 1),
+    "ByteStorage": ("U8", 1),
     "BoolStorage": ("BOOL", 1),
 }
 MAX_MEMO = 10_000_000
@@ -79,8 +85,7 @@ class _ParameterDict(dict):  # type: ignore[type-arg]
 def _rebuild_tensor(storage: Any, offset: Any, shape: Any, stride: Any, *_: Any) -> TensorRef:
     if not isinstance(storage, StorageRef):
         raise UnsafeFile("a tensor without a storage")
-    ref = TensorRef(storage, int(offset), tuple(int(d) for d in shape),
-                    tuple(int(s) for s in stride))
+    ref = TensorRef(storage, int(offset), tuple(int(d) for d in shape), tuple(int(s) for s in stride))
     ref.check_bounds()
     return ref
 
@@ -223,10 +228,28 @@ def load_pickle(stream: IO[bytes]) -> Any:
             stack.append(stack[-1])
         elif name in ("NONE", "NEWTRUE", "NEWFALSE"):
             stack.append({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}[name])
-        elif name in ("INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "BINFLOAT",
-                      "FLOAT", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "UNICODE",
-                      "STRING", "BINSTRING", "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES",
-                      "BINBYTES8", "BYTEARRAY8"):
+        elif name in (
+            "INT",
+            "BININT",
+            "BININT1",
+            "BININT2",
+            "LONG",
+            "LONG1",
+            "LONG4",
+            "BINFLOAT",
+            "FLOAT",
+            "BINUNICODE",
+            "SHORT_BINUNICODE",
+            "BINUNICODE8",
+            "UNICODE",
+            "STRING",
+            "BINSTRING",
+            "SHORT_BINSTRING",
+            "BINBYTES",
+            "SHORT_BINBYTES",
+            "BINBYTES8",
+            "BYTEARRAY8",
+        ):
             stack.append(arg)
         else:
             raise UnsafeFile(f"refusing pickle opcode {name}: torch.save never writes it")
@@ -263,8 +286,7 @@ class Checkpoint:
         self._offsets: dict[str, int] = {}
         if kind == "zip":
             self._archive = zipfile.ZipFile(path)
-            names = [n for n in self._archive.namelist() if n.endswith("/data.pkl")
-                     or n == "data.pkl"]
+            names = [n for n in self._archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
             if len(names) != 1:
                 raise VerificationFailed("not a torch checkpoint: expected exactly one data.pkl")
             self._prefix = names[0][: -len("data.pkl")]

@@ -51,24 +51,37 @@ def auth_error(endpoint: str, has_token: bool) -> AuthMessage:
     def build(response: httpx.Response) -> AuthRequired:
         message = error_message(response)
         if response.status_code == 401 and not has_token:
-            return AuthRequired(f"Civitai requires a login for this file: {message}",
-                                hint=f"create an API key at {endpoint}/user/account and set "
-                                     "CIVITAI_TOKEN (or: sdm config set civitai_token ...)")
-        return AuthRequired(f"Civitai refused the download (HTTP {response.status_code}): {message}",
-                            hint="check that CIVITAI_TOKEN is valid; early-access files need a purchase")
+            return AuthRequired(
+                f"Civitai requires a login for this file: {message}",
+                hint=f"create an API key at {endpoint}/user/account and set "
+                "CIVITAI_TOKEN (or: sdm config set civitai_token ...)",
+            )
+        return AuthRequired(
+            f"Civitai refused the download (HTTP {response.status_code}): {message}",
+            hint="check that CIVITAI_TOKEN is valid; early-access files need a purchase",
+        )
 
     return build
 
 
 def version_info(client: httpx.Client, endpoint: str, version: int, creds: Credentials) -> Any:
-    return get_json(client, f"{endpoint}/api/v1/model-versions/{version}", creds,
-                    f"Civitai (model version {version})",
-                    auth_error(endpoint, creds.has_token_for(endpoint)))
+    return get_json(
+        client,
+        f"{endpoint}/api/v1/model-versions/{version}",
+        creds,
+        f"Civitai (model version {version})",
+        auth_error(endpoint, creds.has_token_for(endpoint)),
+    )
 
 
 def latest_version(client: httpx.Client, endpoint: str, model: int, creds: Credentials) -> int:
-    data = get_json(client, f"{endpoint}/api/v1/models/{model}", creds, f"Civitai (model {model})",
-                    auth_error(endpoint, creds.has_token_for(endpoint)))
+    data = get_json(
+        client,
+        f"{endpoint}/api/v1/models/{model}",
+        creds,
+        f"Civitai (model {model})",
+        auth_error(endpoint, creds.has_token_for(endpoint)),
+    )
     versions = data.get("modelVersions") or []
     if not versions:
         raise NotFound(f"Civitai model {model} has no downloadable version")

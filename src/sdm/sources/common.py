@@ -55,8 +55,10 @@ def request(
             if untrusted is not None:
                 raise untrusted from None
             if not _transient(exc) or attempt == ATTEMPTS - 1:
-                raise NetworkError(f"cannot reach {what}: {str(exc).splitlines()[0] or exc!r}",
-                                   hint="check the network, then run the same command") from None
+                raise NetworkError(
+                    f"cannot reach {what}: {str(exc).splitlines()[0] or exc!r}",
+                    hint="check the network, then run the same command",
+                ) from None
             time.sleep(retry_delay(attempt))
             continue
         status = response.status_code
@@ -72,40 +74,59 @@ def request(
         if status == 404:
             raise NotFound(f"{what} has no such file (HTTP 404): {error_message(response)}".rstrip(": "))
         if status in RETRY_STATUSES:
-            raise NetworkError(f"{what} kept failing (HTTP {status}): {error_message(response)}",
-                               hint="try again later; a pull can always be resumed")
+            raise NetworkError(
+                f"{what} kept failing (HTTP {status}): {error_message(response)}",
+                hint="try again later; a pull can always be resumed",
+            )
         if status >= 400:
             raise RemoteError(f"{what} answered HTTP {status}: {error_message(response)}")
         return response
     raise AssertionError("unreachable")
 
 
-def get_json(client: httpx.Client, url: str, creds: Credentials, what: str,
-             auth_error: AuthMessage | None = None) -> Any:
-    response = request(client, "GET", url, creds, headers={"Accept": "application/json"},
-                       auth_error=auth_error, what=what)
+def get_json(
+    client: httpx.Client, url: str, creds: Credentials, what: str, auth_error: AuthMessage | None = None
+) -> Any:
+    response = request(
+        client, "GET", url, creds, headers={"Accept": "application/json"}, auth_error=auth_error, what=what
+    )
     try:
         return response.json()
     except ValueError:
-        raise RemoteError(f"{what} sent something other than JSON: "
-                          f"{first_line(response.content)}") from None
+        raise RemoteError(f"{what} sent something other than JSON: {first_line(response.content)}") from None
 
 
-def probe(client: httpx.Client, url: str, creds: Credentials, *, what: str,
-          auth_error: AuthMessage | None = None, sha256: str | None = None) -> Location:
+def probe(
+    client: httpx.Client,
+    url: str,
+    creds: Credentials,
+    *,
+    what: str,
+    auth_error: AuthMessage | None = None,
+    sha256: str | None = None,
+) -> Location:
     """Find the final URL, size, ETag and Range support with a one-byte ranged GET.
 
     A ranged GET rather than HEAD: signed storage URLs (Civitai's) reject HEAD.
     """
-    response = request(client, "GET", url, creds, headers={"Range": "bytes=0-0"}, stream=True,
-                       auth_error=auth_error, what=what)
+    response = request(
+        client,
+        "GET",
+        url,
+        creds,
+        headers={"Range": "bytes=0-0"},
+        stream=True,
+        auth_error=auth_error,
+        what=what,
+    )
     try:
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in TEXT_TYPES:
             head = next(response.iter_raw(4096), b"")
-            raise RemoteError(f"{what} sent a {content_type} page instead of a model file: "
-                              f"{first_line(head) or '(empty)'}",
-                              hint="the file may need a login token, or the link is wrong")
+            raise RemoteError(
+                f"{what} sent a {content_type} page instead of a model file: {first_line(head) or '(empty)'}",
+                hint="the file may need a login token, or the link is wrong",
+            )
         etag = response.headers.get("etag")
         if response.status_code == 206:
             total = response.headers.get("content-range", "").rsplit("/", 1)[-1]
@@ -115,9 +136,14 @@ def probe(client: httpx.Client, url: str, creds: Credentials, *, what: str,
             length = response.headers.get("content-length")
             size = int(length) if length and length.isdigit() else None
             ranges = False
-        return Location(url=str(response.url), size=size, etag=etag, ranges=ranges,
-                        sha256=sha256, filename=disposition_filename(
-                            response.headers.get("content-disposition", "")))
+        return Location(
+            url=str(response.url),
+            size=size,
+            etag=etag,
+            ranges=ranges,
+            sha256=sha256,
+            filename=disposition_filename(response.headers.get("content-disposition", "")),
+        )
     finally:
         response.close()
 
@@ -128,7 +154,8 @@ def disposition_filename(header: str) -> str | None:
     if match:
         return unquote(match.group(2).strip().strip('"'), encoding=match.group(1) or "utf-8")
     match = re.search(r'filename\s*=\s*"((?:[^"\\]|\\.)*)"', header, re.IGNORECASE) or re.search(
-        r"filename\s*=\s*([^;]+)", header, re.IGNORECASE)
+        r"filename\s*=\s*([^;]+)", header, re.IGNORECASE
+    )
     if not match:
         return None
     name = match.group(1).strip()

@@ -28,17 +28,23 @@ def _auth_error(endpoint: str, repo: str, has_token: bool) -> AuthMessage:
         page = f"{endpoint}/{repo}"
         if code == "GatedRepo" or "gated" in message.lower() or "restricted" in message.lower():
             if has_token:
-                return AuthRequired(f"{repo} is gated and this token has no access yet",
-                                    hint=f"accept the license at {page} (then wait for approval)")
-            return AuthRequired(f"{repo} is gated: it needs a Hugging Face token",
-                                hint=f"accept the license at {page}, then set HF_TOKEN "
-                                     "(or: sdm config set hf_token ...)")
+                return AuthRequired(
+                    f"{repo} is gated and this token has no access yet",
+                    hint=f"accept the license at {page} (then wait for approval)",
+                )
+            return AuthRequired(
+                f"{repo} is gated: it needs a Hugging Face token",
+                hint=f"accept the license at {page}, then set HF_TOKEN (or: sdm config set hf_token ...)",
+            )
         if has_token:
-            return AuthRequired(f"Hugging Face refused access to {repo} (HTTP "
-                                f"{response.status_code}): {message}",
-                                hint="check that HF_TOKEN is valid and has read access")
-        return AuthRequired(f"{repo} needs a login or does not exist (HTTP {response.status_code})",
-                            hint="set HF_TOKEN if it is private or gated")
+            return AuthRequired(
+                f"Hugging Face refused access to {repo} (HTTP {response.status_code}): {message}",
+                hint="check that HF_TOKEN is valid and has read access",
+            )
+        return AuthRequired(
+            f"{repo} needs a login or does not exist (HTTP {response.status_code})",
+            hint="set HF_TOKEN if it is private or gated",
+        )
 
     return build
 
@@ -50,23 +56,23 @@ def locator(endpoint: str, repo: str, revision: str, path: str, creds: Credentia
 
     def locate(client: httpx.Client) -> Location:
         # HEAD without following the CDN redirect: the LFS metadata is on this answer.
-        response = request(client, "HEAD", url, creds, follow=False, what=what,
-                           auth_error=auth_error)
+        response = request(client, "HEAD", url, creds, follow=False, what=what, auth_error=auth_error)
         hops = 0
         while response.is_redirect and hops < 5:
             target = urljoin(str(response.url), response.headers.get("location", ""))
             if urlsplit(target).netloc != urlsplit(str(response.url)).netloc:
                 break  # an absolute redirect to the CDN: stop here, as huggingface_hub does
-            response = request(client, "HEAD", target, creds, follow=False, what=what,
-                               auth_error=auth_error)
+            response = request(client, "HEAD", target, creds, follow=False, what=what, auth_error=auth_error)
             hops += 1
-        etag = (response.headers.get("x-linked-etag") or response.headers.get("etag") or "")
+        etag = response.headers.get("x-linked-etag") or response.headers.get("etag") or ""
         etag = etag.removeprefix("W/").strip('"').lower()
         sha256 = etag if _SHA256.match(etag) else None
-        target = urljoin(str(response.url), response.headers.get("location", "")) \
-            if response.is_redirect else str(response.url)
-        location = probe(client, target, creds, what=what, sha256=sha256,
-                         auth_error=auth_error)
+        target = (
+            urljoin(str(response.url), response.headers.get("location", ""))
+            if response.is_redirect
+            else str(response.url)
+        )
+        location = probe(client, target, creds, what=what, sha256=sha256, auth_error=auth_error)
         linked = response.headers.get("x-linked-size")
         if linked and linked.isdigit() and location.size is None:
             location.size = int(linked)

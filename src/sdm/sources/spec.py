@@ -40,7 +40,7 @@ def _int(value: str, what: str, raw: str) -> int:
 def parse_spec(raw: str, hf_endpoint: str = "", civitai_endpoint: str = "") -> Spec:
     text = raw.strip()
     if text.startswith("hf://"):
-        return _hf_path(text, text[len("hf://"):], allow_at=True)
+        return _hf_path(text, text[len("hf://") :], allow_at=True)
     if text.startswith("civitai://"):
         rest = urlsplit(text)
         version = _int(rest.netloc or rest.path.strip("/"), "the version id", text)
@@ -56,8 +56,10 @@ def parse_spec(raw: str, hf_endpoint: str = "", civitai_endpoint: str = "") -> S
         return Spec(text, "url", url=text)
     if _ID.match(text.lower()):
         return Spec(text, "catalog", model_id=text.lower())
-    raise BadInput(f"'{raw}' is neither a catalog id nor a URL",
-                   hint="examples: dreamshaper, hf://org/repo/file.safetensors, civitai://128713")
+    raise BadInput(
+        f"'{raw}' is neither a catalog id nor a URL",
+        hint="examples: dreamshaper, hf://org/repo/file.safetensors, civitai://128713",
+    )
 
 
 def _hf_path(raw: str, rest: str, allow_at: bool) -> Spec:
@@ -67,17 +69,24 @@ def _hf_path(raw: str, rest: str, allow_at: bool) -> Spec:
     parts = [p for p in rest.split("/") if p]
     if len(parts) < 3:
         raise BadInput(f"'{raw}': expected hf://ORG/REPO/PATH[@REVISION]")
-    return Spec(raw, "hf", hf_repo=f"{parts[0]}/{parts[1]}", hf_path="/".join(parts[2:]),
-                hf_revision=revision or "main")
+    return Spec(
+        raw,
+        "hf",
+        hf_repo=f"{parts[0]}/{parts[1]}",
+        hf_path="/".join(parts[2:]),
+        hf_revision=revision or "main",
+    )
 
 
 def _hf_url(raw: str) -> Spec:
     parts = [unquote(p) for p in urlsplit(raw).path.split("/") if p]
     if len(parts) >= 5 and parts[2] in ("blob", "resolve"):
-        return Spec(raw, "hf", hf_repo=f"{parts[0]}/{parts[1]}", hf_path="/".join(parts[4:]),
-                    hf_revision=parts[3])
-    raise BadInput(f"'{raw}': a Hugging Face file URL looks like "
-                   "https://huggingface.co/ORG/REPO/blob/REVISION/PATH")
+        return Spec(
+            raw, "hf", hf_repo=f"{parts[0]}/{parts[1]}", hf_path="/".join(parts[4:]), hf_revision=parts[3]
+        )
+    raise BadInput(
+        f"'{raw}': a Hugging Face file URL looks like https://huggingface.co/ORG/REPO/blob/REVISION/PATH"
+    )
 
 
 def _civitai_url(raw: str) -> Spec:
@@ -86,12 +95,19 @@ def _civitai_url(raw: str) -> Spec:
     query = parse_qs(parts.query)
     file_id = _int(query["fileId"][0], "fileId", raw) if "fileId" in query else None
     if segments[:3] == ["api", "download", "models"] and len(segments) >= 4:
-        return Spec(raw, "civitai", civitai_version=_int(segments[3], "the version id", raw),
-                    civitai_file_id=file_id)
+        return Spec(
+            raw, "civitai", civitai_version=_int(segments[3], "the version id", raw), civitai_file_id=file_id
+        )
     if segments[:1] == ["models"] and len(segments) >= 2:
         version = query.get("modelVersionId", [None])[0]
-        return Spec(raw, "civitai", civitai_model=_int(segments[1], "the model id", raw),
-                    civitai_version=_int(version, "modelVersionId", raw) if version else None,
-                    civitai_file_id=file_id)
-    raise BadInput(f"'{raw}': expected https://civitai.com/models/ID[?modelVersionId=V] "
-                   "or https://civitai.com/api/download/models/V")
+        return Spec(
+            raw,
+            "civitai",
+            civitai_model=_int(segments[1], "the model id", raw),
+            civitai_version=_int(version, "modelVersionId", raw) if version else None,
+            civitai_file_id=file_id,
+        )
+    raise BadInput(
+        f"'{raw}': expected https://civitai.com/models/ID[?modelVersionId=V] "
+        "or https://civitai.com/api/download/models/V"
+    )
