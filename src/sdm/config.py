@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,19 +166,9 @@ def write_file(data: Mapping[str, Any], path: Path | None = None) -> None:
     """Write atomically with mode 0600: the file may hold tokens."""
     import yaml
 
-    path = path or config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(dict(data), fh, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from sdm.fsutil import write_text_atomic
+
+    write_text_atomic(path or config_path(), yaml.safe_dump(dict(data), sort_keys=True), mode=0o600)
 
 
 def check_key(name: str) -> Key:

@@ -11,7 +11,8 @@ from typing import Any
 
 from sdm.download.lock import is_held as lock_held
 from sdm.errors import SdmError
-from sdm.store import PARTIAL_SUFFIX, Installed, Store
+from sdm.names import dest_of_partial, lock_path, state_path
+from sdm.store import Installed, Store
 
 
 @dataclass
@@ -79,14 +80,14 @@ class Partial:
 def partials(store: Store) -> list[Partial]:
     found = []
     for path in store.partials():
-        state_file = path.with_name(path.name + ".json")
+        state_file = state_path(path)
         try:
             state = json.loads(state_file.read_text(encoding="utf-8"))
             on_disk = sum(e - s for s, e in state.get("done", []))
             size = state.get("size")
         except (OSError, ValueError, TypeError):
             on_disk, size = 0, None
-        lock = path.with_name(path.name[: -len(PARTIAL_SUFFIX)] + ".sdm-lock")
+        lock = lock_path(dest_of_partial(path))
         age = time.time() - max(
             path.stat().st_mtime, state_file.stat().st_mtime if state_file.exists() else 0
         )
@@ -100,12 +101,7 @@ def clean(store: Store, dry_run: bool) -> list[Path]:
     for partial in partials(store):
         if partial.active:
             continue
-        stem = partial.path.name[: -len(PARTIAL_SUFFIX)]
-        for path in (
-            partial.path,
-            partial.path.with_name(partial.path.name + ".json"),
-            partial.path.with_name(stem + ".sdm-lock"),
-        ):
+        for path in (partial.path, state_path(partial.path), lock_path(dest_of_partial(partial.path))):
             if path.exists():
                 removed.append(path)
                 if not dry_run:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from sdm.errors import SdmError, UnsafeFile
-from sdm.store import MODEL_SUFFIXES, Record, Store
+from sdm.names import MODEL_SUFFIXES, copy_temp
+from sdm.store import Record, Store
 
 # Folder names UIs use, onto sdm's types (A1111/Forge, ComfyUI, InvokeAI).
 FOLDER_TYPES = {
@@ -91,7 +92,7 @@ def place(src: Path, dest: Path, mode: str) -> str:
             if mode == "move":
                 src.unlink()
             return mode
-    tmp = dest.with_name(f".{dest.name}.sdm-import")
+    tmp = copy_temp(dest, ".sdm-import")
     shutil.copy2(src, tmp)
     try:
         claim(tmp, dest)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from sdm.catalog.model import Model, Source, Variant
-from sdm.download.engine import Location, Locator
 from sdm.download.http import Credentials
+from sdm.download.location import Location, Locator
 from sdm.errors import BadInput, NetworkError, NotFound, RemoteError, SdmError
 from sdm.resolve import Candidate, Request, choose, vocab_from_filename
 from sdm.sources import civitai, hf

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from sdm.download import engine, lock
 from sdm.download.http import Credentials
+from sdm.download.location import Location
 from sdm.download.state import TransferState
 from sdm.errors import (
     DiskFull,
@@ -29,8 +30,9 @@ from sdm.errors import (
     VerificationFailed,
 )
 from sdm.formats.hashes import sha256_file
+from sdm.names import lock_path, partial_path, sidecar_paths, state_path
 from sdm.plan import Plan, PullOptions
-from sdm.store import PARTIAL_SUFFIX, Record, Store
+from sdm.store import Record, Store
 from sdm.verify import check_digest, check_header
 
 if TYPE_CHECKING:
@@ -65,10 +67,6 @@ class Tuning:
     retries: int = 6
     stall_timeout: float = 30.0
     parallel: int = 3
-
-
-def partial_path(dest: Path) -> Path:
-    return dest.with_name(dest.name + PARTIAL_SUFFIX)
 
 
 def existing(store: Store, plan: Plan) -> Record | None:
@@ -118,7 +116,7 @@ def check_space(store: Store, plans: Sequence[Plan]) -> None:
     needed = 0
     for plan in plans:
         size = plan.size or (plan.location.size if plan.location else None) or 0
-        state = TransferState.load(engine.state_path(partial_path(plan.dest)))
+        state = TransferState.load(state_path(partial_path(plan.dest)))
         kept = sum(e - s for s, e in state.done) if state and state.size == size else 0
         needed += max(0, size - kept)
     store.root.mkdir(parents=True, exist_ok=True)
@@ -142,11 +140,11 @@ A1111_VERSIONS = {
 
 def write_sidecars(plan: Plan, dest: Path) -> None:
     """Files existing tools read: A1111's NAME.json and Civitai Helper's NAME.civitai.info."""
-    from sdm.store import write_json_atomic
+    from sdm.fsutil import write_json_atomic
 
-    stem = dest.with_suffix("")
+    a1111, civitai_info = sidecar_paths(dest)
     write_json_atomic(
-        stem.with_name(stem.name + ".json"),
+        a1111,
         {
             "description": plan.description,
             "sd version": A1111_VERSIONS.get(plan.base or "", "Unknown"),
@@ -156,7 +154,7 @@ def write_sidecars(plan: Plan, dest: Path) -> None:
         },
     )
     if plan.civitai_info:
-        write_json_atomic(stem.with_name(stem.name + ".civitai.info"), plan.civitai_info)
+        write_json_atomic(civitai_info, plan.civitai_info)
 
 
 def twin(store: Store, plan: Plan) -> Path | None:
@@ -176,7 +174,7 @@ def converted(store: Store, plan: Plan) -> Record | None:
     return None
 
 
-def locate(plan: Plan, client: httpx.Client) -> engine.Location:
+def locate(plan: Plan, client: httpx.Client) -> Location:
     """Where the plan's bytes are; a failing source falls back to its mirrors."""
     try:
         return plan.locator(client)
@@ -254,8 +252,7 @@ class Puller:
     def pull_one(self, plan: Plan) -> Outcome:
         started = time.monotonic()
         self.store.type_dir(plan.type).mkdir(parents=True, exist_ok=True)
-        lock_path = plan.dest.with_name(plan.dest.name + ".sdm-lock")
-        with lock.hold(lock_path, on_wait=lambda m: self.reporter.status(plan, m)):
+        with lock.hold(lock_path(plan.dest), on_wait=lambda m: self.reporter.status(plan, m)):
             if plan.convert and not self.opts.force:
                 done = converted(self.store, plan)
                 if done is not None:
@@ -335,7 +332,7 @@ class Puller:
         partial = partial_path(plan.dest)
         first = {"location": plan.location}
 
-        def located(client: httpx.Client) -> engine.Location:
+        def located(client: httpx.Client) -> Location:
             # The planner's probe serves the first attempt; later ones ask again.
             loc = first.pop("location", None)
             return loc if loc is not None else plan.locator(client)
@@ -362,10 +359,10 @@ class Puller:
             warnings = self._verify(plan, partial, result)
         except SdmError:
             partial.unlink(missing_ok=True)
-            engine.state_path(partial).unlink(missing_ok=True)
+            state_path(partial).unlink(missing_ok=True)
             raise
         os.replace(partial, plan.dest)
-        engine.state_path(partial).unlink(missing_ok=True)
+        state_path(partial).unlink(missing_ok=True)
         self.store.write_record(plan.dest, _record(plan, result.size, result.sha256))
         status = "resumed" if result.kept else "downloaded"
         return Outcome(

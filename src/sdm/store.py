@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -21,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from sdm.errors import UnsafeFile
-
-MODEL_SUFFIXES = frozenset({".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft"})
-PARTIAL_SUFFIX = ".sdm-partial"
-META_DIR = ".sdm"
+from sdm.fsutil import write_json_atomic
+from sdm.names import MODEL_SUFFIXES, PARTIAL_SUFFIX, is_own_name, records_dir
 
 _WINDOWS_RESERVED = {
     "con",
@@ -51,24 +48,9 @@ def safe_filename(raw: str) -> str:
         raise UnsafeFile(f"refusing unsafe file name {raw!r}")
     if name.split(".")[0].lower() in _WINDOWS_RESERVED or len(name.encode()) > 255:
         raise UnsafeFile(f"refusing unsafe file name {raw!r}")
-    if name.endswith(PARTIAL_SUFFIX) or name.endswith(PARTIAL_SUFFIX + ".json"):
-        raise UnsafeFile(f"refusing file name {raw!r}: sdm uses that suffix for partial files")
+    if is_own_name(name):
+        raise UnsafeFile(f"refusing file name {raw!r}: sdm uses that suffix for its own files")
     return name
-
-
-def write_json_atomic(path: Path, data: Any, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -147,7 +129,7 @@ class Store:
             folder = path.parent.resolve().relative_to(self.root.resolve()).as_posix()
         except ValueError:
             folder = path.parent.name
-        return self.root / META_DIR / "records" / folder.replace("/", "~") / f"{path.name}.json"
+        return records_dir(self.root) / folder.replace("/", "~") / f"{path.name}.json"
 
     def write_record(self, path: Path, record: Record) -> None:
         record.mtime_ns = path.stat().st_mtime_ns

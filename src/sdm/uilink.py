@@ -17,8 +17,10 @@ from typing import Any
 
 from sdm.errors import BadInput, SdmError
 from sdm.formats.hashes import sha256_file
+from sdm.fsutil import write_json_atomic
 from sdm.layouts import LAYOUTS
-from sdm.store import META_DIR, Store, write_json_atomic
+from sdm.names import copy_temp, links_dir
+from sdm.store import Store
 
 FALLBACK = {"symlink": ["symlink", "hardlink", "copy"], "hardlink": ["hardlink", "copy"], "copy": ["copy"]}
 
@@ -34,7 +36,7 @@ class LinkReport:
 
 def _manifest(store: Store, ui_dir: Path) -> Path:
     key = hashlib.sha256(str(ui_dir.resolve()).encode()).hexdigest()[:16]
-    return store.root / META_DIR / "links" / f"{key}.json"
+    return links_dir(store.root) / f"{key}.json"
 
 
 def _usable(folder: Path, mode: str) -> bool:
@@ -106,7 +108,7 @@ def _make(source: Path, target: Path, order: list[str]) -> str:
             elif how == "hardlink":
                 os.link(source, target)
             else:
-                tmp = target.with_name(f".{target.name}.sdm-copy")
+                tmp = copy_temp(target, ".sdm-copy")
                 shutil.copy2(source, tmp)
                 os.replace(tmp, target)
             return how

@@ -267,7 +267,7 @@ def _from_cache(cache: Path, fingerprint: list[list[Any]]) -> Catalog | None:
 def _to_cache(cache: Path, fingerprint: list[list[Any]], catalog: Catalog) -> None:
     from dataclasses import asdict
 
-    from sdm.store import write_json_atomic
+    from sdm.fsutil import write_json_atomic
 
     models = [{"model": asdict(m), "origin": str(catalog.origin[m.id])} for m in catalog]
     with contextlib.suppress(OSError):  # a read-only cache folder only costs speed

@@ -9,6 +9,7 @@ from sdm.cli.app import app, store
 from sdm.cli.catalog_cmds import JsonOpt
 from sdm.cli.output import echo, handle_errors, human_size, print_json, print_table, stdin_is_tty
 from sdm.errors import BadInput, SdmError
+from sdm.names import sidecar_paths
 from sdm.store import Installed
 
 
@@ -178,8 +179,7 @@ def remove(
     for item in items:
         item.path.unlink(missing_ok=True)
         the_store.remove_record(item.path)
-        stem = item.path.with_suffix("")
-        for sidecar in (stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".civitai.info")):
+        for sidecar in sidecar_paths(item.path):
             sidecar.unlink(missing_ok=True)
         echo(f"removed {item.path}")
 

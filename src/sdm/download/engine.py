@@ -34,9 +34,11 @@ from sdm.download.http import (
     retry_delay,
     untrusted_certificate,
 )
+from sdm.download.location import Location, Locator
 from sdm.download.ranges import MIB, RangeSet, carve
 from sdm.download.state import TransferState
 from sdm.errors import DiskFull, NetworkError, RemoteError, SdmError
+from sdm.names import state_path
 
 if TYPE_CHECKING:
     import httpx
@@ -44,21 +46,6 @@ if TYPE_CHECKING:
 MIN_STEAL = MIB  # an idle connection takes half of a piece in progress down to this
 BUFFER = MIB  # per connection: bytes go from the socket into it, then to the file
 STATE_EVERY = 2.0  # seconds between (fdatasync + state file write)
-
-
-@dataclass
-class Location:
-    """Where the bytes are right now, and what the server says about them."""
-
-    url: str
-    size: int | None
-    etag: str | None
-    ranges: bool
-    sha256: str | None = None  # the hub's published hash, when it has one
-    filename: str | None = None  # from Content-Disposition, a last resort
-
-
-Locator = Callable[["httpx.Client"], Location]
 
 
 @dataclass
@@ -132,10 +119,6 @@ class _Conns:
     def abort(self) -> None:
         """From another thread: wake a read blocked on a silent server."""
         self.wire.abort()
-
-
-def state_path(partial: Path) -> Path:
-    return partial.with_name(partial.name + ".json")
 
 
 def download(transfer: Transfer) -> Result:

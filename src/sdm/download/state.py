@@ -39,7 +39,7 @@ class TransferState:
         return state
 
     def save(self, path: Path) -> None:
-        from sdm.store import write_json_atomic
+        from sdm.fsutil import write_json_atomic
 
         self.updated = time.time()
         write_json_atomic(path, asdict(self))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sdm.download.engine import Location, Locator
 from sdm.download.http import Credentials, error_message
+from sdm.download.location import Location, Locator
 from sdm.errors import AuthRequired, NotFound
 from sdm.sources.common import AuthMessage, get_json, probe
 

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from sdm.download.engine import Location
 from sdm.download.http import (
     RETRY_STATUSES,
     Credentials,
@@ -18,6 +17,7 @@ from sdm.download.http import (
     send,
     untrusted_certificate,
 )
+from sdm.download.location import Location
 from sdm.errors import AuthRequired, NetworkError, NotFound, RemoteError
 
 if TYPE_CHECKING:

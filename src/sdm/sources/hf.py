@@ -6,8 +6,8 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urljoin, urlsplit
 
-from sdm.download.engine import Location, Locator
 from sdm.download.http import Credentials, error_message
+from sdm.download.location import Location, Locator
 from sdm.errors import AuthRequired
 from sdm.sources.common import AuthMessage, probe, request
 
