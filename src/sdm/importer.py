@@ -20,24 +20,7 @@ from typing import Any
 from sdm.errors import SdmError, UnsafeFile
 from sdm.names import MODEL_SUFFIXES, copy_temp
 from sdm.store import Record, Store
-
-# Folder names UIs use, onto sdm's types (A1111/Forge, ComfyUI, InvokeAI).
-FOLDER_TYPES = {
-    "stable-diffusion": "checkpoint",
-    "checkpoints": "checkpoint",
-    "unet": "checkpoint",
-    "diffusion_models": "checkpoint",
-    "main": "checkpoint",
-    "lora": "lora",
-    "loras": "lora",
-    "lycoris": "lora",
-    "embeddings": "embedding",
-    "textual_inversion": "embedding",
-    "embedding": "embedding",
-    "hypernetworks": "hypernetwork",
-    "hypernetwork": "hypernetwork",
-    "vae": "vae",
-}
+from sdm.vocab import type_from_folder
 
 
 @dataclass
@@ -66,7 +49,7 @@ def model_files(paths: list[Path]) -> Iterator[Path]:
 
 def folder_type(path: Path) -> str | None:
     for parent in path.parents:
-        kind = FOLDER_TYPES.get(parent.name.lower())
+        kind = type_from_folder(parent.name)
         if kind:
             return kind
     return None

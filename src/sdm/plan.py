@@ -19,6 +19,7 @@ from sdm.resolve import Candidate, Request, choose, vocab_from_filename
 from sdm.sources import civitai, hf
 from sdm.sources.common import probe
 from sdm.sources.spec import Spec, parse_spec
+from sdm.vocab import base_from_civitai, type_from_civitai
 
 if TYPE_CHECKING:
     import httpx
@@ -259,7 +260,7 @@ class Planner:
             return self._from_catalog(raw, found[0], found[1], ["named by its URL"], opts)
         info = civitai.version_info(self.client, self.ep.civitai, version, self.ep.creds)
         model_info = info.get("model") or {}
-        model_type = opts.type or civitai.TYPE_MAP.get(str(model_info.get("type")))
+        model_type = opts.type or type_from_civitai(model_info.get("type"))
         if model_type is None:
             raise BadInput(
                 f"Civitai type '{model_info.get('type')}' is not one sdm stores",
@@ -290,7 +291,7 @@ class Planner:
             source=f"civitai://{version}?fileId={entry.get('id')}",
             locator=civitai.locator(url, self.ep.creds, self.ep.civitai, sha),
             model_id=found[0].id if found else None,
-            base=civitai.base_family(info.get("baseModel")),
+            base=base_from_civitai(info.get("baseModel")),
             format=fmt,
             precision=precision,
             weights=weights,

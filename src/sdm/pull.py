@@ -34,6 +34,7 @@ from sdm.names import lock_path, partial_path, sidecar_paths, state_path
 from sdm.plan import Plan, PullOptions
 from sdm.store import Record, Store
 from sdm.verify import check_digest, check_header
+from sdm.vocab import a1111_version, base_family
 
 if TYPE_CHECKING:
     import httpx
@@ -128,16 +129,6 @@ def check_space(store: Store, plans: Sequence[Plan]) -> None:
         )
 
 
-A1111_VERSIONS = {
-    "sd15": "SD1",
-    "sd2": "SD2",
-    "sdxl": "SDXL",
-    "pony": "SDXL",
-    "illustrious": "SDXL",
-    "sdxl-refiner": "SDXL",
-}
-
-
 def write_sidecars(plan: Plan, dest: Path) -> None:
     """Files existing tools read: A1111's NAME.json and Civitai Helper's NAME.civitai.info."""
     from sdm.fsutil import write_json_atomic
@@ -147,7 +138,7 @@ def write_sidecars(plan: Plan, dest: Path) -> None:
         a1111,
         {
             "description": plan.description,
-            "sd version": A1111_VERSIONS.get(plan.base or "", "Unknown"),
+            "sd version": a1111_version(plan.base),
             "activation text": ", ".join(plan.trigger_words),
             "preferred weight": plan.weight or 0,
             "notes": f"installed by sdm from {plan.source}",
@@ -380,13 +371,8 @@ class Puller:
         why = "; ".join(found.evidence)
         if found.type and found.type != plan.type:
             raise VerificationFailed(f"{plan.filename} should be a {plan.type} but is a {found.type} ({why})")
-        family = {"pony": "sdxl", "illustrious": "sdxl"}
         warnings = []
-        if (
-            found.base
-            and plan.base
-            and (family.get(plan.base, plan.base) != family.get(found.base, found.base))
-        ):
+        if found.base and plan.base and base_family(plan.base) != base_family(found.base):
             warnings.append(f"{plan.filename} should be {plan.base} but looks like {found.base} ({why})")
         plan.base = plan.base or found.base
         plan.precision = plan.precision or found.precision

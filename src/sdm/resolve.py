@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdm.catalog.model import PICKLE_FORMATS
 from sdm.errors import BadInput
+from sdm.vocab import PICKLE_FORMATS, format_from_extension
 
 
 @dataclass(frozen=True)
@@ -113,16 +113,7 @@ _PRECISION_WORDS = [
 def vocab_from_filename(name: str) -> tuple[str | None, str | None, str | None]:
     """(format, precision, weights) guessed from a Hugging Face file name."""
     lower = name.lower()
-    ext = lower.rsplit(".", 1)[-1] if "." in lower else ""
-    fmt = {
-        "safetensors": "safetensors",
-        "sft": "safetensors",
-        "ckpt": "ckpt",
-        "pt": "pt",
-        "pth": "pt",
-        "bin": "bin",
-        "gguf": "gguf",
-    }.get(ext)
+    fmt = format_from_extension(lower)
     precision = next((p for p, rx in _PRECISION_WORDS if rx.search(lower)), None)
     if re.search(r"ema[-_]?only|emaonly", lower):
         weights: str | None = "ema-only"

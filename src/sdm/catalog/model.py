@@ -10,24 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-MODEL_TYPES: tuple[str, ...] = ("checkpoint", "lora", "embedding", "hypernetwork", "vae")
-# Base families. sd15 covers SD 1.x; pony and illustrious are SDXL fine-tune
-# families that users filter on, so they get names of their own.
-BASES: tuple[str, ...] = (
-    "sd15",
-    "sd2",
-    "sdxl",
-    "sdxl-refiner",
-    "pony",
-    "illustrious",
-    "flux1",
-    "sd3",
-    "other",
-)
-FORMATS: tuple[str, ...] = ("safetensors", "ckpt", "pt", "bin", "gguf")
-PICKLE_FORMATS = frozenset({"ckpt", "pt", "bin"})
-PRECISIONS: tuple[str, ...] = ("fp16", "fp32", "bf16", "fp8")
-WEIGHTS: tuple[str, ...] = ("pruned", "ema-only", "full")
+from sdm.vocab import BASES, FORMATS, MODEL_TYPES, PICKLE_FORMATS, PRECISIONS, WEIGHTS
+
+__all__ = [
+    "BASES",
+    "FORMATS",
+    "MODEL_TYPES",
+    "PICKLE_FORMATS",
+    "PRECISIONS",
+    "WEIGHTS",
+    "CivitaiSource",
+    "HFSource",
+    "Hints",
+    "Model",
+    "Source",
+    "Variant",
+]
 
 
 @dataclass(frozen=True)

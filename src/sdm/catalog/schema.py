@@ -12,12 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# These Literals mirror the tuples in sdm.catalog.model (checked by a test).
-ModelType = Literal["checkpoint", "lora", "embedding", "hypernetwork", "vae"]
-Base = Literal["sd15", "sd2", "sdxl", "sdxl-refiner", "pony", "illustrious", "flux1", "sd3", "other"]
-Format = Literal["safetensors", "ckpt", "pt", "bin", "gguf"]
-Precision = Literal["fp16", "fp32", "bf16", "fp8"]
-Weights = Literal["pruned", "ema-only", "full"]
+from sdm.vocab import Format, ModelType, Precision, Weights, is_base_slug
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -125,7 +120,7 @@ class ModelEntry(_Strict):
     aliases: tuple[str, ...] = ()
     name: str = Field(min_length=1)
     type: ModelType
-    base: Base
+    base: str  # open-ended: sd15, sdxl, flux1, ... or any base sdm does not know yet
     kind: Literal["base", "fine-tune"] = "fine-tune"
     tags: tuple[str, ...] = ()
     description: str = ""
@@ -136,6 +131,13 @@ class ModelEntry(_Strict):
     hints: HintsEntry = HintsEntry()
     default_variant: str | None = None
     variants: tuple[VariantEntry, ...] = Field(min_length=1)
+
+    @field_validator("base")
+    @classmethod
+    def _base_slug(cls, v: str) -> str:
+        if not is_base_slug(v):
+            raise ValueError("must be a lower-case slug such as sd15, sdxl or flux1")
+        return v
 
     @field_validator("aliases")
     @classmethod

@@ -124,9 +124,11 @@ def search(
     from sdm.catalog import BASES, MODEL_TYPES, load
     from sdm.catalog.search import search as run_search
 
+    catalog = load()
     types = check_choices(type_, MODEL_TYPES, "type")
-    bases = check_choices(base, BASES, "base")
-    results = run_search(load(), query, types, bases)
+    # Bases are open-ended: those sdm knows, and any a catalog entry uses.
+    bases = check_choices(base, (*BASES, *sorted({m.base for m in catalog} - set(BASES))), "base")
+    results = run_search(catalog, query, types, bases)
     if as_json:
         print_json([model_summary(m) for m in results])
         return

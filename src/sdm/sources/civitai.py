@@ -12,39 +12,8 @@ from sdm.sources.common import AuthMessage, get_json, probe
 if TYPE_CHECKING:
     import httpx
 
-TYPE_MAP = {
-    "Checkpoint": "checkpoint",
-    "LORA": "lora",
-    "LoCon": "lora",
-    "DoRA": "lora",
-    "TextualInversion": "embedding",
-    "Hypernetwork": "hypernetwork",
-    "VAE": "vae",
-}
 FORMAT_MAP = {"SafeTensor": "safetensors", "PickleTensor": "ckpt", "GGUF": "gguf"}
 MODEL_FILE_TYPES = {"Model", "Pruned Model", "Negative", "VAE"}
-
-
-def base_family(base_model: str | None) -> str | None:
-    """Civitai's baseModel string onto sdm's base families."""
-    if not base_model:
-        return None
-    b = base_model.lower()
-    if b.startswith("sd 1"):
-        return "sd15"
-    if b.startswith("sd 2"):
-        return "sd2"
-    if b.startswith("sd 3"):
-        return "sd3"
-    if b.startswith("pony"):
-        return "pony"
-    if b.startswith(("illustrious", "noobai")):
-        return "illustrious"
-    if b.startswith("sdxl"):
-        return "sdxl"
-    if b.startswith("flux.1"):
-        return "flux1"
-    return "other"
 
 
 def auth_error(endpoint: str, has_token: bool) -> AuthMessage:
