@@ -223,3 +223,26 @@ class Settings:
     def models_dir(self) -> Path:
         value = self.get("models_dir")
         return Path(value) if value else default_models_dir()
+
+    def resolved(self) -> Resolved:
+        """Every setting, parsed and typed, in one frozen value."""
+        values = {name: self.get(name) for name in KEYS}
+        values["models_dir"] = self.models_dir
+        return Resolved(**values)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The effective settings of one run (see KEYS for what each means)."""
+
+    models_dir: Path
+    layout: str
+    hf_token: str | None
+    civitai_token: str | None
+    hf_endpoint: str
+    civitai_endpoint: str
+    connections: int
+    segment_threshold: int
+    parallel: int
+    retries: int
+    stall_timeout: int

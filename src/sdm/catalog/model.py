@@ -33,6 +33,7 @@ class HFSource:
     repo: str
     path: str
     revision: str = "main"
+    repo_type: str = "model"  # model | dataset
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class Source:
     def describe(self) -> str:
         if self.hf:
             rev = "" if self.hf.revision == "main" else f"@{self.hf.revision}"
-            return f"hf://{self.hf.repo}/{self.hf.path}{rev}"
+            prefix = "datasets/" if self.hf.repo_type == "dataset" else ""
+            return f"hf://{prefix}{self.hf.repo}/{self.hf.path}{rev}"
         if self.civitai:
             suffix = f"?fileId={self.civitai.file_id}" if self.civitai.file_id else ""
             return f"civitai://{self.civitai.version}{suffix}"

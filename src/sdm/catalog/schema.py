@@ -27,6 +27,7 @@ class HFSourceEntry(_Strict):
     repo: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
     path: str = Field(min_length=1)
     revision: str = "main"
+    repo_type: Literal["model", "dataset"] = "model"
 
     @field_validator("path")
     @classmethod

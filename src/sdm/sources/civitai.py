@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
-from sdm.download.http import Credentials, error_message
+from sdm.download.http import Credentials, error_message, netloc
 from sdm.download.location import Location, Locator
-from sdm.errors import AuthRequired, NotFound
+from sdm.errors import AuthRequired, BadInput, NotFound
+from sdm.sources.base import BaseSource, Context, Ref, Remote, Want
 from sdm.sources.common import AuthMessage, get_json, probe
+from sdm.vocab import base_from_civitai, type_from_civitai
 
 if TYPE_CHECKING:
     import httpx
+
+    from sdm.config import Resolved
+
+HOSTS = {"civitai.com", "www.civitai.com", "civitai.green", "civitai.red", "www.civitai.red"}
 
 FORMAT_MAP = {"SafeTensor": "safetensors", "PickleTensor": "ckpt", "GGUF": "gguf"}
 MODEL_FILE_TYPES = {"Model", "Pruned Model", "Negative", "VAE"}
@@ -100,3 +110,135 @@ def locator(url: str, creds: Credentials, endpoint: str, sha256: str | None) -> 
         return probe(client, url, creds, what="Civitai", auth_error=error, sha256=sha256)
 
     return locate
+
+
+@dataclass(frozen=True)
+class CivitaiRef(Ref):
+    version: int | None = None  # None: the model's latest version (asked for when settling)
+    model: int | None = None
+    file_id: int | None = None
+
+
+def make_ref(version: int | None, file_id: int | None = None, model: int | None = None) -> CivitaiRef:
+    suffix = f"?fileId={file_id}" if file_id else ""
+    uri = f"civitai://{version}{suffix}" if version else f"civitai://model/{model}"
+    return CivitaiRef("civitai", uri, version, model, file_id)
+
+
+def _int(value: str | None, what: str, raw: str) -> int:
+    if value is None or not value.isdigit():
+        raise BadInput(f"'{raw}': {what} must be a number")
+    return int(value)
+
+
+def _file_id(query: dict[str, list[str]], raw: str) -> int | None:
+    return _int(query["fileId"][0], "fileId", raw) if "fileId" in query else None
+
+
+def _from_url(raw: str) -> CivitaiRef:
+    parts = urlsplit(raw)
+    segments = [p for p in parts.path.split("/") if p]
+    query = parse_qs(parts.query)
+    file_id = _file_id(query, raw)
+    if segments[:3] == ["api", "download", "models"] and len(segments) >= 4:
+        return make_ref(_int(segments[3], "the version id", raw), file_id)
+    if segments[:1] == ["models"] and len(segments) >= 2:
+        version = query.get("modelVersionId", [None])[0]
+        model = _int(segments[1], "the model id", raw)
+        return make_ref(_int(version, "modelVersionId", raw) if version else None, file_id, model)
+    raise BadInput(
+        f"'{raw}': expected https://civitai.com/models/ID[?modelVersionId=V] "
+        "or https://civitai.com/api/download/models/V"
+    )
+
+
+def choose_file(
+    info: dict[str, Any], ref: CivitaiRef, want: Want, what: str
+) -> tuple[dict[str, Any], list[str]]:
+    """The files[] entry to download, and why."""
+    from sdm.resolve import Candidate, Request, choose
+
+    files = model_files(info)
+    if ref.file_id:
+        for entry in files:
+            if entry.get("id") == ref.file_id:
+                return entry, ["the file id in the URL"]
+        raise NotFound(f"Civitai version {info.get('id')} has no file {ref.file_id}")
+    if not files and not want.named:
+        raise NotFound(f"Civitai version {info.get('id')} has no model file")
+    candidates = []
+    for entry in files:
+        f, p, w = file_vocab(entry)
+        candidates.append(Candidate(str(entry.get("name")), f, p, w, bool(entry.get("primary")), entry))
+    if want.named:
+        choice = choose(candidates, want.request, what)
+        return dict(choice.candidate.ref), choice.reasons
+    try:  # a catalog variant: its format if Civitai has it, else Civitai's primary file
+        return dict(choose(candidates, want.request, what).candidate.ref), []
+    except BadInput:
+        return dict(choose(candidates, Request(), what).candidate.ref), []
+
+
+class Civitai(BaseSource):
+    name = "civitai"
+    knows_types = True  # the API says what a model is
+
+    def parse(self, text: str, ctx: Context) -> Ref | None:
+        if text.startswith("civitai://"):
+            rest = urlsplit(text)
+            version = _int(rest.netloc or rest.path.strip("/"), "the version id", text)
+            return make_ref(version, _file_id(parse_qs(rest.query), text))
+        if not re.match(r"^https?://", text, re.IGNORECASE):
+            return None
+        host = (urlsplit(text).hostname or "").lower()
+        if host in HOSTS or netloc(text) == netloc(ctx.settings.civitai_endpoint):
+            return _from_url(text)
+        return None
+
+    def settle(self, ref: Ref, client: httpx.Client, ctx: Context) -> Ref:
+        assert isinstance(ref, CivitaiRef)
+        if ref.version is not None:
+            return ref
+        version = latest_version(client, ctx.settings.civitai_endpoint, ref.model or 0, ctx.creds)
+        return replace(make_ref(version, ref.file_id, ref.model))
+
+    def catalog_key(self, ref: Ref) -> str | None:
+        assert isinstance(ref, CivitaiRef)
+        # A file id names one file of a version: never the catalog's choice among them.
+        return f"civitai:{ref.version}" if ref.version and not ref.file_id else None
+
+    def inspect(self, ref: Ref, want: Want, client: httpx.Client, ctx: Context) -> Remote:
+        ref = self.settle(ref, client, ctx)
+        assert isinstance(ref, CivitaiRef) and ref.version is not None
+        endpoint = ctx.settings.civitai_endpoint
+        info = version_info(client, endpoint, ref.version, ctx.creds)
+        model_info = info.get("model") or {}
+        entry, reasons = choose_file(info, ref, want, f"Civitai version {ref.version}")
+        fmt, precision, weights = file_vocab(entry)
+        sha = sha256_of(entry)
+        size_kb = entry.get("sizeKB")
+        exact = round(size_kb * 1024) if isinstance(size_kb, (int, float)) else None
+        return Remote(
+            uri=f"civitai://{ref.version}?fileId={entry.get('id')}",
+            filename=str(entry.get("name") or f"civitai-{ref.version}"),
+            locator=locator(download_url(endpoint, ref.version, entry.get("id")), ctx.creds, endpoint, sha),
+            # sizeKB is exact only for small files; the download's own size is checked.
+            size=exact if exact is not None and exact < 2 * 1024 * 1024 else None,
+            hashes={"Civitai": sha} if sha else {},
+            format=fmt,
+            precision=precision,
+            weights=weights,
+            type=type_from_civitai(model_info.get("type")),
+            base=base_from_civitai(info.get("baseModel")),
+            needs_token="CIVITAI_TOKEN" if info.get("requireAuth") else None,
+            token_env="CIVITAI_TOKEN",
+            trigger_words=tuple(str(w) for w in info.get("trainedWords") or ()),
+            info=info,
+            reasons=tuple(reasons),
+        )
+
+    def tokens(self, settings: Resolved) -> Mapping[str, str]:
+        return {settings.civitai_endpoint: settings.civitai_token} if settings.civitai_token else {}
+
+
+SOURCE = Civitai()

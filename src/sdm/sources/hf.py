@@ -1,24 +1,32 @@
-"""Hugging Face: resolve URLs, LFS metadata headers, gated-repo errors."""
+"""Hugging Face: specs and URLs, resolve URLs, LFS metadata headers, gated-repo errors."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
-from sdm.download.http import Credentials, error_message
+from sdm.download.http import Credentials, error_message, netloc
 from sdm.download.location import Location, Locator
-from sdm.errors import AuthRequired
+from sdm.errors import AuthRequired, BadInput
+from sdm.sources.base import BaseSource, Context, Ref, Remote, Want
 from sdm.sources.common import AuthMessage, probe, request
 
 if TYPE_CHECKING:
     import httpx
 
+    from sdm.config import Resolved
+
+HOSTS = {"huggingface.co", "www.huggingface.co", "hf.co"}
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def resolve_url(endpoint: str, repo: str, revision: str, path: str) -> str:
-    return f"{endpoint}/{repo}/resolve/{quote(revision, safe='')}/{quote(path)}"
+def resolve_url(endpoint: str, repo: str, revision: str, path: str, repo_type: str = "model") -> str:
+    prefix = "datasets/" if repo_type == "dataset" else ""
+    return f"{endpoint}/{prefix}{repo}/resolve/{quote(revision, safe='')}/{quote(path)}"
 
 
 def _auth_error(endpoint: str, repo: str, has_token: bool) -> AuthMessage:
@@ -49,8 +57,10 @@ def _auth_error(endpoint: str, repo: str, has_token: bool) -> AuthMessage:
     return build
 
 
-def locator(endpoint: str, repo: str, revision: str, path: str, creds: Credentials) -> Locator:
-    url = resolve_url(endpoint, repo, revision, path)
+def locator(
+    endpoint: str, repo: str, revision: str, path: str, creds: Credentials, repo_type: str = "model"
+) -> Locator:
+    url = resolve_url(endpoint, repo, revision, path, repo_type)
     what = f"Hugging Face ({repo}/{path})"
     auth_error = _auth_error(endpoint, repo, creds.has_token_for(url))
 
@@ -79,3 +89,91 @@ def locator(endpoint: str, repo: str, revision: str, path: str, creds: Credentia
         return location
 
     return locate
+
+
+@dataclass(frozen=True)
+class HFRef(Ref):
+    repo: str = ""
+    path: str = ""
+    revision: str = "main"
+    repo_type: str = "model"  # model | dataset
+
+
+def make_ref(repo: str, path: str, revision: str = "main", repo_type: str = "model") -> HFRef:
+    prefix = "datasets/" if repo_type == "dataset" else ""
+    rev = "" if revision == "main" else f"@{revision}"
+    return HFRef("hf", f"hf://{prefix}{repo}/{path}{rev}", repo, path, revision or "main", repo_type)
+
+
+def _from_hf_path(raw: str, rest: str) -> HFRef:
+    revision = "main"
+    if "@" in rest.rsplit("/", 1)[-1]:
+        rest, revision = rest.rsplit("@", 1)
+    parts = [p for p in rest.split("/") if p]
+    repo_type = "model"
+    if parts[:1] == ["datasets"]:
+        repo_type, parts = "dataset", parts[1:]
+    if len(parts) < 3:
+        raise BadInput(f"'{raw}': expected hf://ORG/REPO/PATH[@REVISION] or hf://datasets/ORG/REPO/PATH")
+    return make_ref(f"{parts[0]}/{parts[1]}", "/".join(parts[2:]), revision or "main", repo_type)
+
+
+def _from_url(raw: str) -> HFRef | None:
+    parts = [unquote(p) for p in urlsplit(raw).path.split("/") if p]
+    repo_type = "model"
+    if parts[:1] == ["datasets"]:
+        repo_type, parts = "dataset", parts[1:]
+    if len(parts) >= 5 and parts[2] in ("blob", "resolve"):
+        return make_ref(f"{parts[0]}/{parts[1]}", "/".join(parts[4:]), parts[3], repo_type)
+    return None
+
+
+class HuggingFace(BaseSource):
+    name = "hf"
+
+    def parse(self, text: str, ctx: Context) -> Ref | None:
+        if text.startswith("hf://"):
+            return _from_hf_path(text, text[len("hf://") :])
+        if not re.match(r"^https?://", text, re.IGNORECASE):
+            return None
+        host = (urlsplit(text).hostname or "").lower()
+        if host in HOSTS:
+            ref = _from_url(text)
+            if ref is None:
+                raise BadInput(
+                    f"'{text}': a Hugging Face file URL looks like "
+                    "https://huggingface.co/ORG/REPO/blob/REVISION/PATH"
+                )
+            return ref
+        if netloc(text) == netloc(ctx.settings.hf_endpoint):
+            # A mirror endpoint serves other things too: only its file URLs are the Hub's.
+            return _from_url(text)
+        return None
+
+    def catalog_key(self, ref: Ref) -> str | None:
+        assert isinstance(ref, HFRef)
+        return f"hf:{ref.repo_type}:{ref.repo}/{ref.path}"
+
+    def inspect(self, ref: Ref, want: Want, client: httpx.Client, ctx: Context) -> Remote:
+        from sdm.resolve import vocab_from_filename
+
+        assert isinstance(ref, HFRef)
+        fmt, precision, weights = vocab_from_filename(ref.path)
+        return Remote(
+            uri=ref.uri,
+            filename=ref.path.rsplit("/", 1)[-1],
+            locator=locator(
+                ctx.settings.hf_endpoint, ref.repo, ref.revision, ref.path, ctx.creds, ref.repo_type
+            ),
+            format=fmt,
+            precision=precision,
+            weights=weights,
+            token_env="HF_TOKEN",
+            reasons=("named by its URL",) if want.named else (),
+        )
+
+    def tokens(self, settings: Resolved) -> Mapping[str, str]:
+        return {settings.hf_endpoint: settings.hf_token} if settings.hf_token else {}
+
+
+SOURCE = HuggingFace()
