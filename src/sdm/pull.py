@@ -1,7 +1,7 @@
 """Running planned pulls: present-check, lock, transfer, verify, place, record.
 
 Nothing unverified ever has the final name: bytes go to NAME.sdm-partial, and
-only after size, sha256 and header checks does os.replace() move the file.
+only after the checks of verify.verify_download() does os.replace() move it.
 """
 
 from __future__ import annotations
@@ -12,32 +12,27 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from sdm import sidecars
 from sdm.download import engine, lock
 from sdm.download.http import Credentials
 from sdm.download.location import Location
 from sdm.download.state import TransferState
-from sdm.errors import (
-    DiskFull,
-    NetworkError,
-    NotFound,
-    RemoteError,
-    SdmError,
-    UnsafeFile,
-    VerificationFailed,
-)
+from sdm.errors import DiskFull, NetworkError, NotFound, RemoteError, SdmError, VerificationFailed
 from sdm.formats.hashes import sha256_file
-from sdm.names import lock_path, partial_path, sidecar_paths, state_path
+from sdm.names import lock_path, partial_path, state_path
 from sdm.plan import Plan, PullOptions
-from sdm.store import Record, Store
-from sdm.verify import check_digest, check_header
-from sdm.vocab import a1111_version, base_family
+from sdm.store import ConvertedFrom, Record, Store
+from sdm.verify import Expectation, Verified, verify_download
+from sdm.vocab import PullStatus
 
 if TYPE_CHECKING:
     import httpx
+
+    from sdm.config import Resolved
 
 DISK_MARGIN = 64 * 1024 * 1024
 
@@ -45,7 +40,7 @@ DISK_MARGIN = 64 * 1024 * 1024
 @dataclass
 class Outcome:
     plan: Plan
-    status: str  # downloaded | resumed | present | converted
+    status: PullStatus
     path: Path
     size: int
     sha256: str
@@ -61,13 +56,25 @@ class Reporter(Protocol):
     def failed(self, plan: Plan, error: SdmError) -> None: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class Tuning:
     connections: int = 8
     segment_threshold: int = 64 * 1024 * 1024
     retries: int = 6
     stall_timeout: float = 30.0
     parallel: int = 3
+
+    @classmethod
+    def from_settings(
+        cls, settings: Resolved, connections: int | None = None, parallel: int | None = None
+    ) -> Tuning:
+        return cls(
+            connections=connections or settings.connections,
+            segment_threshold=settings.segment_threshold,
+            retries=settings.retries,
+            stall_timeout=settings.stall_timeout,
+            parallel=parallel or settings.parallel,
+        )
 
 
 def existing(store: Store, plan: Plan) -> Record | None:
@@ -87,7 +94,7 @@ def existing(store: Store, plan: Plan) -> Record | None:
         )
     digest = sha256_file(plan.dest)
     if plan.sha256 is not None and digest == plan.sha256:
-        record = _record(plan, plan.dest.stat().st_size, digest)
+        record = record_for(plan, plan.fetch.source, plan.dest.stat().st_size, digest)
         store.write_record(plan.dest, record)
         return record
     raise VerificationFailed(
@@ -96,7 +103,8 @@ def existing(store: Store, plan: Plan) -> Record | None:
     )
 
 
-def _record(plan: Plan, size: int, sha256: str, verified: bool = True) -> Record:
+def record_for(plan: Plan, source: str, size: int, sha256: str, found: Verified | None = None) -> Record:
+    """The record of a file placed for this plan; what the bytes showed fills what the plan lacks."""
     return Record(
         filename=plan.dest.name,
         type=plan.type,
@@ -104,11 +112,11 @@ def _record(plan: Plan, size: int, sha256: str, verified: bool = True) -> Record
         sha256=sha256,
         id=plan.model_id,
         variant=plan.variant,
-        base=plan.base,
+        base=plan.base or (found.base if found else None),
         format=plan.format,
-        precision=plan.precision,
-        source=plan.source,
-        verified=verified,
+        precision=plan.precision or (found.precision if found else None),
+        source=source,
+        origin=source,
     )
 
 
@@ -116,7 +124,8 @@ def check_space(store: Store, plans: Sequence[Plan]) -> None:
     """Enough free space for every remaining byte of the plan, before any transfer."""
     needed = 0
     for plan in plans:
-        size = plan.size or (plan.location.size if plan.location else None) or 0
+        location = plan.fetch.location
+        size = plan.size or (location.size if location else None) or 0
         state = TransferState.load(state_path(partial_path(plan.dest)))
         kept = sum(e - s for s, e in state.done) if state and state.size == size else 0
         needed += max(0, size - kept)
@@ -127,25 +136,6 @@ def check_space(store: Store, plans: Sequence[Plan]) -> None:
             f"not enough disk space in {store.root}: the pull needs {needed} bytes "
             f"(+{DISK_MARGIN} spare), {free} are free"
         )
-
-
-def write_sidecars(plan: Plan, dest: Path) -> None:
-    """Files existing tools read: A1111's NAME.json and Civitai Helper's NAME.civitai.info."""
-    from sdm.fsutil import write_json_atomic
-
-    a1111, civitai_info = sidecar_paths(dest)
-    write_json_atomic(
-        a1111,
-        {
-            "description": plan.description,
-            "sd version": a1111_version(plan.base),
-            "activation text": ", ".join(plan.trigger_words),
-            "preferred weight": plan.weight or 0,
-            "notes": f"installed by sdm from {plan.source}",
-        },
-    )
-    if plan.civitai_info:
-        write_json_atomic(civitai_info, plan.civitai_info)
 
 
 def twin(store: Store, plan: Plan) -> Path | None:
@@ -160,23 +150,24 @@ def converted(store: Store, plan: Plan) -> Record | None:
     """The record of this plan's fp16 conversion, when it is already in the store."""
     target = plan.converted_dest
     record = store.read_record(target) if target.exists() else None
-    if record and record.source and record.source.startswith(f"converted from {plan.source}"):
+    if record and record.converted_from and record.converted_from.source == plan.source:
         return record if plan.pinned in (None, record.sha256) else None
     return None
 
 
 def locate(plan: Plan, client: httpx.Client) -> Location:
     """Where the plan's bytes are; a failing source falls back to its mirrors."""
+    fetch = plan.fetch
     try:
-        return plan.locator(client)
+        return fetch.locator(client)
     except (NetworkError, RemoteError, NotFound) as first:
-        for name, locator in plan.alternatives:
+        for name, locator in fetch.mirrors:
             try:
                 location = locator(client)
             except (NetworkError, RemoteError, NotFound):
                 continue
-            plan.locator, plan.source = locator, name
-            plan.reasons.append(f"mirror {name} (the main source failed: {first.message})")
+            fetch.locator, fetch.source = locator, name
+            fetch.notes.append(f"mirror {name} (the main source failed: {first.message})")
             return location
         raise
 
@@ -194,26 +185,22 @@ def locate_all(
                 or (plan.convert and converted(store, plan) is not None)
             ):
                 continue
-            if plan.location is None:
-                plan.location = locate(plan, client)
+            if plan.fetch.location is None:
+                plan.fetch.location = locate(plan, client)
         except SdmError as exc:
             failures.append((plan, exc))
     return failures
 
 
+@dataclass
 class Puller:
-    def __init__(
-        self,
-        store: Store,
-        options: PullOptions,
-        tuning: Tuning,
-        creds: Credentials,
-        reporter: Reporter,
-        warn: Callable[[str], None],
-    ) -> None:
-        self.store, self.opts, self.tuning, self.creds = store, options, tuning, creds
-        self.reporter, self.warn = reporter, warn
-        self.cancel = threading.Event()
+    store: Store
+    opts: PullOptions
+    tuning: Tuning
+    creds: Credentials
+    reporter: Reporter
+    warn: Callable[[str], None]
+    cancel: threading.Event = field(default_factory=threading.Event)
 
     def run(self, plans: Sequence[Plan]) -> tuple[list[Outcome], list[tuple[Plan, SdmError]]]:
         outcomes: list[Outcome] = []
@@ -229,7 +216,7 @@ class Puller:
                     failures.append((plan, exc))
                     continue
                 if self.opts.sidecars:
-                    write_sidecars(plan, outcome.path)
+                    self._write_sidecars(outcome)
                 outcomes.append(outcome)
                 self.reporter.done(outcome)
         except BaseException:
@@ -239,6 +226,19 @@ class Puller:
             raise
         pool.shutdown()
         return outcomes, failures
+
+    def _write_sidecars(self, outcome: Outcome) -> None:
+        plan = outcome.plan
+        names = sidecars.write(
+            outcome.path,
+            description=plan.description,
+            base=plan.base,
+            trigger_words=plan.trigger_words,
+            weight=plan.weight,
+            source=plan.fetch.source,
+            civitai_info=plan.civitai_info,
+        )
+        self.store.note_sidecars(outcome.path, names)
 
     def pull_one(self, plan: Plan) -> Outcome:
         started = time.monotonic()
@@ -274,7 +274,7 @@ class Puller:
 
         how = place(source, plan.dest, "hardlink")
         size = plan.dest.stat().st_size
-        self.store.write_record(plan.dest, _record(plan, size, plan.sha256 or ""))
+        self.store.write_record(plan.dest, record_for(plan, plan.fetch.source, size, plan.sha256 or ""))
         self.reporter.status(plan, f"same file as {source}: {how}, nothing downloaded")
         return Outcome(plan, "present", plan.dest, size, plan.sha256 or "", time.monotonic() - started)
 
@@ -288,8 +288,8 @@ class Puller:
         if plan.pinned and result.sha256 != plan.pinned:
             plan.converted_dest.unlink(missing_ok=True)
             raise VerificationFailed(
-                f"the conversion of {plan.filename} has sha256 "
-                f"{result.sha256}, the manifest pins {plan.pinned}"
+                f"the conversion of {plan.filename} has sha256 {result.sha256}, "
+                f"the manifest pins {plan.pinned}"
             )
         self.store.write_record(
             plan.converted_dest,
@@ -304,6 +304,8 @@ class Puller:
                 format="safetensors",
                 precision="fp16",
                 source=f"converted from {plan.source} (sha256 {outcome.sha256})",
+                origin=plan.source,
+                converted_from=ConvertedFrom(plan.source, outcome.sha256),
             ),
         )
         # The fp16 file replaces the one it came from; the hub still has that one.
@@ -321,17 +323,15 @@ class Puller:
 
     def _transfer(self, plan: Plan, started: float) -> Outcome:
         partial = partial_path(plan.dest)
-        first = {"location": plan.location}
+        fetch = plan.fetch
+        first = {"location": fetch.location}
 
         def located(client: httpx.Client) -> Location:
             # The planner's probe serves the first attempt; later ones ask again.
             loc = first.pop("location", None)
-            return loc if loc is not None else plan.locator(client)
+            return loc if loc is not None else fetch.locator(client)
 
-        def on_bytes(n: int) -> None:
-            self.reporter.advance(plan, n)
-
-        self.reporter.start(plan, plan.size or (plan.location.size if plan.location else None))
+        self.reporter.start(plan, plan.size or (fetch.location.size if fetch.location else None))
         transfer = engine.Transfer(
             key=plan.source,
             partial=partial,
@@ -341,89 +341,36 @@ class Puller:
             segment_threshold=self.tuning.segment_threshold,
             retries=self.tuning.retries,
             stall_timeout=self.tuning.stall_timeout,
-            on_bytes=on_bytes,
+            on_bytes=lambda n: self.reporter.advance(plan, n),
             on_status=lambda m: self.reporter.status(plan, m),
             cancel=self.cancel,
         )
         result = engine.download(transfer)
+        hashes = dict(plan.other_sha256)
+        if result.location.sha256:
+            hub = "Hugging Face" if plan.source.startswith("hf://") else "the hub"
+            hashes.setdefault(hub, result.location.sha256)
+        self.reporter.status(plan, "verifying")
         try:
-            warnings = self._verify(plan, partial, result)
+            verified = verify_download(
+                partial,
+                Expectation(plan.filename, plan.type, plan.format, plan.base, plan.size, hashes),
+                result.size,
+                result.sha256,
+                allow_unsafe=self.opts.allow_unsafe,
+                no_verify_hash=self.opts.no_verify_hash,
+                on_status=lambda m: self.reporter.status(plan, m),
+            )
         except SdmError:
             partial.unlink(missing_ok=True)
             state_path(partial).unlink(missing_ok=True)
             raise
+        for warning in verified.warnings:
+            self.warn(warning)
         os.replace(partial, plan.dest)
         state_path(partial).unlink(missing_ok=True)
-        self.store.write_record(plan.dest, _record(plan, result.size, result.sha256))
-        status = "resumed" if result.kept else "downloaded"
-        return Outcome(
-            plan, status, plan.dest, result.size, result.sha256, time.monotonic() - started, tuple(warnings)
-        )
-
-    def _probe(self, plan: Plan, partial: Path, scanned: bool) -> list[str]:
-        """The file must be what the plan says it is; its probe fills in what the plan lacks."""
-        from sdm.formats.probe import probe
-
-        try:
-            found = probe(partial, with_hashes=False, scanned=scanned)
-        except SdmError:
-            return []  # unreadable by the probe (e.g. a pickle allowed with --allow-unsafe)
-        why = "; ".join(found.evidence)
-        if found.type and found.type != plan.type:
-            raise VerificationFailed(f"{plan.filename} should be a {plan.type} but is a {found.type} ({why})")
-        warnings = []
-        if found.base and plan.base and base_family(plan.base) != base_family(found.base):
-            warnings.append(f"{plan.filename} should be {plan.base} but looks like {found.base} ({why})")
-        plan.base = plan.base or found.base
-        plan.precision = plan.precision or found.precision
-        return warnings
-
-    def _scan(self, plan: Plan, partial: Path) -> list[str]:
-        """A pickle file is placed only when its imports are what checkpoints need."""
-        from sdm.formats.pickle_scan import scan
-
-        self.reporter.status(plan, "scanning the pickle's imports")
-        found = scan(partial)
-        why = "; ".join(found.reasons[:3])
-        if found.verdict == "dangerous":
-            raise UnsafeFile(
-                f"{plan.filename} is dangerous, refusing it: {why}",
-                hint="this file can run code when loaded; do not use it",
-            )
-        if found.verdict == "unknown":
-            if not self.opts.allow_unsafe:
-                raise UnsafeFile(
-                    f"{plan.filename}: its pickle imports things a checkpoint does not need: {why}",
-                    hint="check them with: sdm scan; accept with --allow-unsafe",
-                )
-            return [f"{plan.filename}: accepted with --allow-unsafe although {why}"]
-        return []
-
-    def _verify(self, plan: Plan, partial: Path, result: engine.Result) -> list[str]:
-        self.reporter.status(plan, "verifying")
-        warnings: list[str] = []
-        if plan.size is not None and result.size != plan.size:
-            raise VerificationFailed(f"{plan.filename}: size {result.size} bytes, expected {plan.size}")
-        expected = dict(plan.other_sha256)
-        if result.location.sha256:
-            expected.setdefault(
-                "Hugging Face" if plan.source.startswith("hf://") else "the hub", result.location.sha256
-            )
-        # The header first: an HTML page is reported as such, not as a bad hash.
-        kind = check_header(partial, plan.format)
-        if kind == "pickle":
-            warnings += self._scan(plan, partial)
-        warnings += self._probe(plan, partial, scanned=kind == "pickle")
-        for who, sha in expected.items():
-            if sha == result.sha256:
-                continue
-            if self.opts.no_verify_hash:
-                warnings.append(
-                    f"{plan.filename}: sha256 {result.sha256} differs from "
-                    f"{who}'s {sha}; kept because of --no-verify-hash"
-                )
-                continue
-            check_digest(result.sha256, sha, who)
-        for warning in warnings:
-            self.warn(warning)
-        return warnings
+        record = record_for(plan, fetch.source, result.size, result.sha256, verified)
+        self.store.write_record(plan.dest, record)
+        status: PullStatus = "resumed" if result.kept else "downloaded"
+        elapsed = time.monotonic() - started
+        return Outcome(plan, status, plan.dest, result.size, result.sha256, elapsed, verified.warnings)

@@ -53,6 +53,17 @@ def safe_filename(raw: str) -> str:
     return name
 
 
+RECORD_VERSION = 2  # 2: origin and converted_from as data (1 had prose in `source`)
+
+
+@dataclass(frozen=True)
+class ConvertedFrom:
+    """A record's file was made by sdm convert from another file."""
+
+    source: str  # the source URI the original came from
+    sha256: str  # the original's sha256
+
+
 @dataclass
 class Record:
     """What sdm knows about one installed file."""
@@ -66,15 +77,38 @@ class Record:
     base: str | None = None
     format: str | None = None
     precision: str | None = None
-    source: str | None = None
+    source: str | None = None  # for people: the origin, or how the file was made
     installed_at: float = field(default_factory=time.time)
     mtime_ns: int = 0
     verified: bool = True
+    version: int = RECORD_VERSION
+    origin: str | None = None  # the source URI the bytes came from (None: imported by hand)
+    converted_from: ConvertedFrom | None = None
+    sidecars: tuple[str, ...] = ()  # names of sidecar files sdm wrote beside this one
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        fields = {k: v for k, v in data.items() if k in known}
+        converted = fields.get("converted_from")
+        fields["converted_from"] = ConvertedFrom(**converted) if isinstance(converted, dict) else None
+        fields["sidecars"] = tuple(fields.get("sidecars") or ())
+        record = cls(**fields)
+        if data.get("version", 1) < 2:
+            record.upgrade_v1()
+        return record
+
+    def upgrade_v1(self) -> None:
+        """Version 1 kept provenance as prose in `source`; read it back once."""
+        text = self.source or ""
+        if text.startswith("converted from "):
+            rest = text.removeprefix("converted from ")
+            original, _, sha = rest.partition(" (sha256 ")
+            self.converted_from = ConvertedFrom(original, sha.rstrip(")"))
+            self.origin = original
+        elif text and not text.startswith("imported from "):
+            self.origin = text
+        self.version = RECORD_VERSION
 
 
 @dataclass(frozen=True)
@@ -149,6 +183,13 @@ class Store:
         if record.size != stat.st_size or record.mtime_ns != stat.st_mtime_ns:
             return None
         return record
+
+    def note_sidecars(self, path: Path, names: tuple[str, ...]) -> None:
+        """Remember the sidecar files sdm wrote beside path, so rm removes those and only those."""
+        record = self.read_record(path)
+        if record is not None:
+            record.sidecars = tuple(dict.fromkeys((*record.sidecars, *names)))
+            self.write_record(path, record)
 
     def remove_record(self, path: Path) -> None:
         self._record_path(path).unlink(missing_ok=True)
