@@ -8,6 +8,7 @@ from typing import Any
 
 from sdm.cli.output import human_size, print_json_line
 from sdm.errors import SdmError
+from sdm.jsonout import failed_json, outcome_json
 from sdm.plan import Plan
 from sdm.pull import Outcome
 
@@ -16,23 +17,6 @@ def label(plan: Plan) -> str:
     if plan.model_id:
         return f"{plan.model_id}:{plan.variant}" if plan.variant else plan.model_id
     return plan.filename
-
-
-def outcome_json(outcome: Outcome) -> dict[str, Any]:
-    plan = outcome.plan
-    return {
-        "id": plan.model_id,
-        "variant": plan.variant,
-        "spec": plan.spec,
-        "type": plan.type,
-        "path": str(outcome.path),
-        "size": outcome.size,
-        "sha256": outcome.sha256,
-        "status": outcome.status,
-        "elapsed": round(outcome.elapsed, 3),
-        "source": plan.source,
-        "warnings": list(outcome.warnings),
-    }
 
 
 class LineReporter:
@@ -82,16 +66,7 @@ class LineReporter:
             if error.hint:
                 sys.stderr.write(f"sdm: hint: {error.hint}\n")
             if self.as_json:
-                print_json_line(
-                    {
-                        "id": plan.model_id,
-                        "variant": plan.variant,
-                        "spec": plan.spec,
-                        "path": str(plan.dest),
-                        "status": "failed",
-                        "error": error.message,
-                    }
-                )
+                print_json_line(failed_json(plan, error))
 
     def close(self) -> None:
         pass

@@ -18,8 +18,7 @@ from sdm.errors import BadInput
 
 if TYPE_CHECKING:
     from sdm.cli.progress import LineReporter
-    from sdm.plan import Plan, Planner, PullOptions
-    from sdm.specfile import Entry
+    from sdm.plan import Plan
 
 EPILOG = """Examples:
 
@@ -124,118 +123,45 @@ def pull(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
 ) -> None:
     """Download models, verified, into the store (resumable; safe to re-run)."""
-    from sdm.catalog import MODEL_TYPES, load
+    from sdm import api
+    from sdm.catalog import MODEL_TYPES
     from sdm.cli.catalog_cmds import check_choices
-    from sdm.download.http import Credentials, make_client
-    from sdm.plan import Endpoints, Planner, PullOptions, dedupe
-    from sdm.pull import Puller, Tuning, check_space, locate_all
-    from sdm.resolve import Request
-    from sdm.specfile import read, single
-    from sdm.store import Store
 
     precisions = [p for p, on in (("fp16", fp16), ("fp32", fp32), ("bf16", bf16)) if on]
     if len(precisions) > 1 or (pruned and full):
         raise BadInput("choose one of --fp16/--fp32/--bf16 and one of --pruned/--full")
-    if fmt is not None and fmt not in ("safetensors", "ckpt"):
-        raise BadInput(f"--format must be safetensors or ckpt, not '{fmt}'")
     model_type = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
-    base = PullOptions(
-        request=Request(
+    reporter = None if dry_run else _reporter(quiet, as_json)
+    try:
+        report = api.pull(
+            specs or [],
+            file=file,
             precision=precisions[0] if precisions else None,
             weights="pruned" if pruned else "full" if full else None,
             format=fmt,
             variant=variant,
-        ),
-        type=model_type[0] if model_type else None,
-        force=force,
-        no_verify_hash=no_verify_hash,
-        allow_unsafe=allow_unsafe,
-        sidecars=sidecars,
-    )
-    entries = [single(s, base) for s in specs or []]
-    if file is not None:
-        entries += read(file, base)
-    if not entries:
-        raise BadInput("nothing to pull: give an id or URL, or -f FILE", hint="find ids with: sdm search")
-
-    current = settings()
-    store = Store(current.models_dir, current.get("layout"))
-    hf_endpoint, civitai_endpoint = current.get("hf_endpoint"), current.get("civitai_endpoint")
-    creds = Credentials.for_endpoints(
-        {hf_endpoint: current.get("hf_token"), civitai_endpoint: current.get("civitai_token")}
-    )
-    tuning = Tuning(
-        connections=connections or current.get("connections"),
-        segment_threshold=current.get("segment_threshold"),
-        retries=current.get("retries"),
-        stall_timeout=current.get("stall_timeout"),
-        parallel=parallel or current.get("parallel"),
-    )
-    catalog = load()
-    with make_client(tuning.stall_timeout) as client:
-        planner = Planner(catalog, store, Endpoints(hf_endpoint, civitai_endpoint, creds), client, base)
-        plans = dedupe(
-            [_pin(_plan(planner, e.spec, e.options, convert or e.convert), e, frozen) for e in entries]
+            type=model_type[0] if model_type else None,
+            dry_run=dry_run,
+            force=force,
+            no_verify_hash=no_verify_hash,
+            sidecars=sidecars,
+            frozen=frozen,
+            convert=convert,
+            allow_unsafe=allow_unsafe,
+            connections=connections,
+            parallel=parallel,
+            reporter=reporter,
+            warn=warn,
+            settings=settings(),
         )
-        if dry_run:
-            _print_plan(plans, as_json)
-            return
-        reporter = _reporter(quiet, as_json)
-        try:
-            failures = locate_all(store, plans, client, force)
-            todo = [p for p in plans if all(p is not f for f, _ in failures)]
-            check_space(store, [p for p in todo if p.location is not None])
-            puller = Puller(store, base, tuning, creds, reporter, warn)
-            _, more = puller.run(todo)
-        finally:
+    finally:
+        if reporter is not None:
             reporter.close()
-    for plan, error in failures:
-        reporter.failed(plan, error)
-    failures += more
-    if failures:
-        raise typer.Exit(max(e.exit_code for _, e in failures))
-
-
-def _pin(plan: "Plan", entry: "Entry", frozen: bool) -> "Plan":
-    """--frozen: the manifest's sha256 is the only acceptable one."""
-    from sdm.errors import VerificationFailed
-
-    if not frozen:
-        return plan
-    if entry.sha256 is None:
-        raise BadInput(
-            f"{entry.where}: --frozen needs a sha256 for every entry", hint="write the list with: sdm export"
-        )
-    plan.pinned = entry.sha256
-    if plan.convert:
-        return plan  # the pin is for the converted file, checked after conversion
-    if plan.sha256 and plan.sha256 != entry.sha256:
-        raise VerificationFailed(
-            f"{entry.where}: {plan.sha256_from} now says sha256 "
-            f"{plan.sha256}, the manifest pins {entry.sha256}"
-        )
-    plan.other_sha256 = {"the manifest": entry.sha256, **plan.other_sha256}
-    plan.sha256, plan.sha256_from = entry.sha256, "the manifest"
-    return plan
-
-
-def _plan(planner: "Planner", spec: str, options: "PullOptions", convert: bool) -> "Plan":
-    """A plan; with --convert, an unmet --fp16 becomes "pull the best, then convert"."""
-    from dataclasses import replace
-
-    if convert and options.request.variant:
-        plan = planner.plan(spec, options)  # a manifest names the exact source variant
-        plan.convert = True
-        return plan
-    try:
-        return planner.plan(spec, options)
-    except BadInput:
-        if not (convert and options.request.precision == "fp16"):
-            raise
-    plan = planner.plan(spec, replace(options, request=replace(options.request, precision=None)))
-    plan.convert = True
-    plan.reasons.append("no fp16 variant: pulling this one and converting it to fp16")
-    return plan
+    if report.dry_run:
+        _print_plan(report.plans, as_json)
+        return
+    if report.failures:
+        raise typer.Exit(report.exit_code)
 
 
 def _reporter(quiet: bool, as_json: bool) -> "LineReporter":
@@ -247,30 +173,9 @@ def _reporter(quiet: bool, as_json: bool) -> "LineReporter":
 
 
 def _print_plan(plans: list["Plan"], as_json: bool) -> None:
-    rows = []
-    for plan in plans:
-        rows.append(
-            {
-                "id": plan.model_id,
-                "variant": plan.variant,
-                "spec": plan.spec,
-                "type": plan.type,
-                "base": plan.base,
-                "filename": plan.filename,
-                "path": str(plan.dest),
-                "size": plan.size,
-                "sha256": plan.sha256,
-                "source": plan.source,
-                "format": plan.format,
-                "precision": plan.precision,
-                "weights": plan.weights,
-                "pickle": plan.pickle,
-                "gated": plan.gated,
-                "token_needed": plan.needs_token,
-                "present": plan.dest.exists(),
-                "reasons": plan.reasons,
-            }
-        )
+    from sdm.jsonout import plan_json
+
+    rows = [plan_json(plan) for plan in plans]
     if as_json:
         print_json(rows)
         return

@@ -1,0 +1,391 @@
+"""sdm's Python API: what the command line does, as functions a script or a GUI can call.
+
+Every `sdm` command is a thin wrapper over one of these (as huggingface_hub's
+`hf` CLI wraps `hf_hub_download`). They return plain data, raise SdmError
+subclasses (each with `message`, `hint` and `exit_code`) and never print;
+progress reaches the caller through a Reporter. docs/python-api.md shows how.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from sdm.errors import BadInput, SdmError
+
+if TYPE_CHECKING:
+    from sdm.catalog.load import Catalog
+    from sdm.catalog.model import Model
+    from sdm.config import Resolved, Settings
+    from sdm.convert import Converted
+    from sdm.formats.pickle_scan import ScanResult
+    from sdm.formats.probe import Probe
+    from sdm.health import Check, Partial
+    from sdm.importer import Imported
+    from sdm.plan import Plan
+    from sdm.pull import Outcome, Reporter
+    from sdm.store import Installed, Store
+    from sdm.uilink import LinkReport
+
+ImportMode = Literal["hardlink", "copy", "move", "symlink"]
+
+
+def _settings(settings: Settings | None) -> Resolved:
+    from sdm.config import Settings
+
+    return (settings or Settings()).resolved()
+
+
+def open_store(settings: Settings | None = None) -> Store:
+    """The store the settings point at (SDM_HOME, the config file, or the platform default)."""
+    from sdm.store import Store
+
+    current = _settings(settings)
+    return Store(current.models_dir, current.layout)
+
+
+def catalog() -> Catalog:
+    """The merged catalog: built-in, SDM_CATALOG, then the config folder's catalog.d/."""
+    from sdm.catalog import load
+
+    return load()
+
+
+# --- the catalog -----------------------------------------------------------------
+def search(query: str | None = None, types: Sequence[str] = (), bases: Sequence[str] = ()) -> list[Model]:
+    """Catalog entries matching query (all when None), best first; offline."""
+    from sdm.catalog.search import search as run
+
+    return run(catalog(), query, list(types), list(bases))
+
+
+def info(model_id: str) -> tuple[Model, Path | None]:
+    """A catalog entry by id or alias, and the catalog file it came from (NotFound otherwise)."""
+    found = catalog()
+    model = found.get(model_id)
+    return model, found.origin.get(model.id)
+
+
+# --- the pull -------------------------------------------------------------------
+@dataclass
+class PullReport:
+    """What a pull planned and what became of each file."""
+
+    plans: list[Plan]
+    outcomes: list[Outcome] = field(default_factory=list)
+    failures: list[tuple[Plan, SdmError]] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def exit_code(self) -> int:
+        return max((error.exit_code for _, error in self.failures), default=0)
+
+
+class SilentReporter:
+    """A Reporter that shows nothing (the default for library callers)."""
+
+    def status(self, plan: Plan, message: str) -> None:
+        pass
+
+    def start(self, plan: Plan, total: int | None) -> None:
+        pass
+
+    def advance(self, plan: Plan, nbytes: int) -> None:
+        pass
+
+    def done(self, outcome: Outcome) -> None:
+        pass
+
+    def failed(self, plan: Plan, error: SdmError) -> None:
+        pass
+
+
+def _warn_stderr(text: str) -> None:
+    sys.stderr.write(f"sdm: warning: {text}\n")
+
+
+def pull(
+    specs: Sequence[str] = (),
+    *,
+    file: Path | None = None,
+    precision: str | None = None,
+    weights: str | None = None,
+    format: str | None = None,
+    variant: str | None = None,
+    type: str | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    no_verify_hash: bool = False,
+    sidecars: bool = False,
+    frozen: bool = False,
+    convert: bool = False,
+    allow_unsafe: bool = False,
+    connections: int | None = None,
+    parallel: int | None = None,
+    reporter: Reporter | None = None,
+    warn: Callable[[str], None] = _warn_stderr,
+    settings: Settings | None = None,
+) -> PullReport:
+    """Plan, then download, verify and place every file that specs (and file) name.
+
+    Planning errors (an unknown id, a bad option) raise before any byte moves;
+    a file that fails later is in the report's failures, and the others go on.
+    With dry_run, only the plans are returned.
+    """
+    from sdm.catalog.load import load
+    from sdm.download.http import Credentials, make_client
+    from sdm.plan import Planner, PullOptions, dedupe, pin, plan_one
+    from sdm.pull import Puller, Tuning, check_space, locate_all
+    from sdm.resolve import Request
+    from sdm.sources.base import Context, all_tokens
+    from sdm.specfile import read, single
+    from sdm.store import Store
+    from sdm.vocab import MODEL_TYPES
+
+    if format is not None and format not in ("safetensors", "ckpt"):
+        raise BadInput(f"--format must be safetensors or ckpt, not '{format}'")
+    if type is not None and type not in MODEL_TYPES:
+        raise BadInput(f"unknown type '{type}' (choose from: {', '.join(MODEL_TYPES)})")
+    options = PullOptions(
+        request=Request(precision=precision, weights=weights, format=format, variant=variant),
+        type=type,
+        force=force,
+        no_verify_hash=no_verify_hash,
+        allow_unsafe=allow_unsafe,
+        sidecars=sidecars,
+    )
+    entries = [single(s, options) for s in specs]
+    if file is not None:
+        entries += read(file, options)
+    if not entries:
+        raise BadInput("nothing to pull: give an id or URL, or -f FILE", hint="find ids with: sdm search")
+    current = _settings(settings)
+    store = Store(current.models_dir, current.layout)
+    creds = Credentials.for_endpoints(all_tokens(current))
+    tuning = Tuning.from_settings(current, connections, parallel)
+    report = reporter or SilentReporter()
+    with make_client(tuning.stall_timeout) as client:
+        planner = Planner(load(), store, Context(current, creds), client, options)
+        plans = []
+        for entry in entries:
+            plan = plan_one(planner, entry.spec, entry.options, convert or entry.convert)
+            plans.append(pin(plan, entry.sha256, entry.where) if frozen else plan)
+        plans = dedupe(plans)
+        if dry_run:
+            return PullReport(plans, dry_run=True)
+        failures = locate_all(store, plans, client, force)
+        todo = [p for p in plans if all(p is not f for f, _ in failures)]
+        check_space(store, [p for p in todo if p.fetch.location is not None])
+        outcomes, more = Puller(store, options, tuning, creds, report, warn).run(todo)
+    for plan, error in failures:
+        report.failed(plan, error)
+    return PullReport(plans, outcomes, failures + more)
+
+
+# --- the store --------------------------------------------------------------------
+def list_installed(
+    types: Sequence[str] = (), bases: Sequence[str] = (), settings: Settings | None = None
+) -> list[Installed]:
+    """Every model file in the store (read from disk), optionally filtered."""
+    wanted = set(bases)
+    return [
+        item
+        for item in open_store(settings).files(types)
+        if not wanted or (item.record is not None and item.record.base in wanted)
+    ]
+
+
+def select(targets: Iterable[str], settings: Settings | None = None) -> list[Installed]:
+    """Installed files named by id, alias, path or file name (every file when none are named)."""
+    items = list(open_store(settings).files())
+    names = list(targets)
+    if not names:
+        return items
+    found = catalog()
+    chosen: list[Installed] = []
+    for arg in names:
+        path = Path(arg).expanduser()
+        matches = [i for i in items if i.path.resolve() == path.resolve()] if path.exists() else []
+        if not matches:
+            model = found.find(arg)
+            wanted = model.id if model else arg
+            matches = [i for i in items if i.id == wanted]
+        if not matches:  # a file name as sdm list shows it, with or without its extension
+            matches = [i for i in items if arg in (i.path.name, i.path.stem)]
+        if not matches:
+            raise BadInput(
+                f"'{arg}' is neither an installed model id nor a file in the store", hint="see: sdm list"
+            )
+        chosen += [m for m in matches if m not in chosen]
+    return chosen
+
+
+@dataclass
+class VerifyReport:
+    checks: list[Check]
+    partials: list[Partial]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+def verify(targets: Sequence[str] = (), settings: Settings | None = None) -> VerifyReport:
+    """Re-hash and header-check installed files against their records and the catalog."""
+    from sdm.health import partials
+    from sdm.health import verify as run
+
+    checks = run(select(targets, settings), catalog())
+    return VerifyReport(checks, partials(open_store(settings)) if not targets else [])
+
+
+def remove(targets: Sequence[str], settings: Settings | None = None) -> list[Path]:
+    """Delete installed files, their records and the sidecars sdm wrote for them."""
+    from sdm import sidecars
+
+    store = open_store(settings)
+    removed = []
+    for item in select(targets, settings):
+        item.path.unlink(missing_ok=True)
+        if item.record is not None:
+            sidecars.remove(item.path, item.record.sidecars)
+        store.remove_record(item.path)
+        removed.append(item.path)
+    return removed
+
+
+def clean(dry_run: bool = False, settings: Settings | None = None) -> list[Path]:
+    """Remove interrupted downloads that no sdm is using; returns what went (or would)."""
+    from sdm.health import clean as run
+
+    return run(open_store(settings), dry_run)
+
+
+@dataclass(frozen=True)
+class Usage:
+    type: str
+    base: str
+    files: int
+    size: int
+
+
+def disk_usage(settings: Settings | None = None) -> list[Usage]:
+    """Disk use by type and base, largest first."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    for item in open_store(settings).files():
+        base = (item.record.base if item.record else None) or "unknown"
+        entry = totals.setdefault((item.type, base), [0, 0])
+        entry[0] += 1
+        entry[1] += item.size
+    rows = sorted(totals.items(), key=lambda kv: -kv[1][1])
+    return [Usage(t, b, n, s) for (t, b), (n, s) in rows]
+
+
+@dataclass
+class Manifest:
+    """`sdm export`: entries `sdm pull -f --frozen` reinstalls exactly."""
+
+    entries: list[dict[str, Any]]
+    skipped: int  # files without a record: sdm cannot tell where they came from
+
+
+def export(settings: Settings | None = None) -> Manifest:
+    found = catalog()
+    entries: list[dict[str, Any]] = []
+    skipped = 0
+    for item in open_store(settings).files():
+        record = item.record
+        origin = record.origin if record else None
+        if record is None or origin is None:
+            skipped += 1
+            continue
+        entry: dict[str, Any] = {"type": record.type, "sha256": record.sha256, "filename": item.path.name}
+        if record.converted_from is not None:
+            entry["convert"] = True
+        model = found.find(record.id) if record.id else None
+        variant = (record.variant or "").removesuffix("+fp16")
+        if model is not None and model.variant(variant) is not None:
+            entry = {"spec": model.id, "variant": variant, **entry}
+        else:
+            entry = {"spec": origin, **entry}
+        entry["source"] = origin
+        entries.append(entry)
+    return Manifest(entries, skipped)
+
+
+# --- files on disk ------------------------------------------------------------------
+def probe(path: Path) -> Probe:
+    """Type, base, precision, EMA and hashes of a model file, from its header alone."""
+    from sdm.formats.probe import probe as run
+
+    if not path.is_file():
+        raise BadInput(f"no such file: {path}")
+    return run(path, catalog())
+
+
+def scan(path: Path) -> ScanResult:
+    """Would loading this pickle run code? Walks its opcodes; never loads it."""
+    from sdm.formats.pickle_scan import scan as run
+
+    if not path.is_file():
+        raise BadInput(f"no such file: {path}")
+    return run(path)
+
+
+def convert(
+    file: Path, output: Path | None = None, *, fp16: bool = False, prune: bool = False, force: bool = False
+) -> Converted:
+    """A checkpoint as safetensors (optionally fp16 and pruned), without torch and without unpickling."""
+    from sdm.convert import convert as run
+
+    if file.suffix == ".safetensors" and not (fp16 or prune):
+        raise BadInput(f"{file} is already safetensors: add --fp16 and/or --prune")
+    return run(file, output or default_output(file, fp16, prune), fp16=fp16, do_prune=prune, force=force)
+
+
+def default_output(src: Path, fp16: bool, prune: bool) -> Path:
+    stem = src.stem
+    for flag, suffix in ((prune, "-pruned"), (fp16, "-fp16")):
+        if flag and not stem.endswith(suffix):
+            stem += suffix
+    return src.with_name(stem + ".safetensors")
+
+
+def import_files(
+    paths: Sequence[Path],
+    *,
+    mode: ImportMode = "hardlink",
+    type: str | None = None,
+    allow_unsafe: bool = False,
+    settings: Settings | None = None,
+) -> list[Imported]:
+    """Adopt model files into the store (hard link by default; nothing is overwritten)."""
+    from sdm.importer import import_files as run
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise BadInput(f"no such file or folder: {', '.join(missing)}")
+    return run(open_store(settings), list(paths), catalog(), mode, type, allow_unsafe)
+
+
+def link(ui_dir: Path, layout: str, mode: str = "symlink", settings: Settings | None = None) -> LinkReport:
+    """Make a UI install see the store's models, adopting the ones it already has."""
+    from sdm.uilink import link as run
+
+    if mode not in ("symlink", "hardlink", "copy"):
+        raise BadInput(f"--mode must be symlink, hardlink or copy, not '{mode}'")
+    return run(open_store(settings), ui_dir, layout.lower(), mode, catalog())
+
+
+def unlink(ui_dir: Path, settings: Settings | None = None) -> tuple[list[Path], list[Path]]:
+    """Undo exactly what link did; returns (removed, kept because changed since)."""
+    from sdm.uilink import unlink as run
+
+    return run(open_store(settings), ui_dir)
