@@ -64,13 +64,6 @@ def settings() -> Any:
     return Settings(overrides=_overrides)
 
 
-def store() -> Any:
-    from sdm.store import Store
-
-    current = settings()
-    return Store(current.models_dir, current.get("layout"))
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"sdm {__version__}")

@@ -1,7 +1,7 @@
 """Commands that read the catalog: search, info, catalog check."""
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -10,7 +10,7 @@ from sdm.cli.output import echo, handle_errors, human_size, print_json, print_ta
 from sdm.errors import BadInput
 
 if TYPE_CHECKING:
-    from sdm.catalog.model import Model, Source, Variant
+    from sdm.catalog.model import Model
 
 catalog_app = typer.Typer(help="Work with catalog files.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
@@ -50,65 +50,6 @@ def check_choices(values: list[str] | None, allowed: tuple[str, ...], what: str)
     return out
 
 
-def source_json(source: "Source") -> dict[str, Any]:
-    data: dict[str, Any] = {"type": source.kind, "uri": source.describe()}
-    if source.hf:
-        data.update(repo=source.hf.repo, path=source.hf.path, revision=source.hf.revision)
-    elif source.civitai:
-        data.update(
-            model=source.civitai.model, version=source.civitai.version, file_id=source.civitai.file_id
-        )
-    else:
-        data["url"] = source.url
-    return data
-
-
-def variant_json(model: "Model", variant: "Variant") -> dict[str, Any]:
-    return {
-        "name": variant.name,
-        "default": variant.name == model.default.name,
-        "filename": variant.filename,
-        "format": variant.format,
-        "precision": variant.precision,
-        "weights": variant.weights,
-        "size": variant.size,
-        "sha256": variant.sha256,
-        "pickle": variant.is_pickle,
-        "gated": model.is_gated(variant),
-        "source": source_json(variant.source),
-        "mirrors": [source_json(m) for m in variant.mirrors],
-        "note": variant.note,
-    }
-
-
-def model_summary(model: "Model") -> dict[str, Any]:
-    return {
-        "id": model.id,
-        "name": model.name,
-        "type": model.type,
-        "base": model.base,
-        "kind": model.kind,
-        "tags": list(model.tags),
-        "aliases": list(model.aliases),
-        "nsfw": model.nsfw,
-        "gated": model.gated,
-        "default_variant": model.default.name,
-        "description": model.description,
-    }
-
-
-def model_json(model: "Model", origin: Path | None) -> dict[str, Any]:
-    data = model_summary(model)
-    data.update(
-        homepage=model.homepage,
-        license=model.license,
-        hints=model.hints.as_dict(),
-        variants=[variant_json(model, v) for v in model.variants],
-        catalog_file=str(origin) if origin else None,
-    )
-    return data
-
-
 @app.command(
     epilog="Examples:\n\n  sdm search realistic\n\n  sdm search anime --type checkpoint "
     "--base sd15\n\n  sdm search --type lora --json"
@@ -121,14 +62,15 @@ def search(
     as_json: JsonOpt = False,
 ) -> None:
     """Search the model catalog (works offline)."""
-    from sdm.catalog import BASES, MODEL_TYPES, load
-    from sdm.catalog.search import search as run_search
+    from sdm import api
+    from sdm.catalog import BASES, MODEL_TYPES
+    from sdm.jsonout import model_summary
 
-    catalog = load()
+    catalog = api.catalog()
     types = check_choices(type_, MODEL_TYPES, "type")
     # Bases are open-ended: those sdm knows, and any a catalog entry uses.
     bases = check_choices(base, (*BASES, *sorted({m.base for m in catalog} - set(BASES))), "base")
-    results = run_search(catalog, query, types, bases)
+    results = api.search(query, types, bases)
     if as_json:
         print_json([model_summary(m) for m in results])
         return
@@ -150,12 +92,12 @@ def info(
     as_json: JsonOpt = False,
 ) -> None:
     """Show everything the catalog knows about a model: variants, sources, usage hints."""
-    from sdm.catalog import load
+    from sdm import api
+    from sdm.jsonout import model_json
 
-    catalog = load()
-    model = catalog.get(model_id)
+    model, origin = api.info(model_id)
     if as_json:
-        print_json(model_json(model, catalog.origin.get(model.id)))
+        print_json(model_json(model, origin))
         return
     _render_info(model)
 

@@ -10,14 +10,6 @@ from sdm.cli.output import echo, handle_errors, human_size, print_json
 from sdm.errors import BadInput
 
 
-def default_output(src: Path, fp16: bool, prune: bool) -> Path:
-    stem = src.stem
-    for flag, suffix in ((prune, "-pruned"), (fp16, "-fp16")):
-        if flag and not stem.endswith(suffix):
-            stem += suffix
-    return src.with_name(stem + ".safetensors")
-
-
 @app.command(
     epilog="Examples:\n\n  sdm convert f222.ckpt\n\n"
     "  sdm convert v1-5-pruned.ckpt --prune --fp16 -o sd15-emaonly-fp16.safetensors"
@@ -43,26 +35,14 @@ def convert(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Convert a checkpoint to safetensors without torch and without running its pickle."""
-    from sdm.convert import convert as run
+    from sdm import api
+    from sdm.jsonout import convert_json
 
     if to != "safetensors":
         raise BadInput(f"--to {to}: only safetensors is supported")
-    if file.suffix == ".safetensors" and not (fp16 or prune):
-        raise BadInput(f"{file} is already safetensors: add --fp16 and/or --prune")
-    result = run(file, output or default_output(file, fp16, prune), fp16=fp16, do_prune=prune, force=force)
+    result = api.convert(file, output, fp16=fp16, prune=prune, force=force)
     if as_json:
-        print_json(
-            {
-                "path": str(result.output),
-                "size": result.size,
-                "sha256": result.sha256,
-                "tensors": result.tensors,
-                "cast": result.cast,
-                "dropped": len(result.dropped),
-                "source": str(file),
-                "source_sha256": result.source_sha256,
-            }
-        )
+        print_json(convert_json(result, file))
         return
     echo(
         f"wrote {result.output} ({human_size(result.size)}, {result.tensors} tensors, "

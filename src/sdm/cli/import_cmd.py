@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from sdm.cli.app import app, store
+from sdm.cli.app import app, settings
 from sdm.cli.catalog_cmds import JsonOpt, check_choices
 from sdm.cli.output import echo, handle_errors, print_json
 from sdm.errors import BadInput
@@ -42,32 +42,19 @@ def import_(
     By default a hard link (else a copy) is made and the original stays where it is.
     Nothing is overwritten: a name clash is reported and both files are left alone.
     """
-    from sdm.catalog import MODEL_TYPES, load
-    from sdm.importer import import_files
+    from sdm import api
+    from sdm.jsonout import imported_json
+    from sdm.vocab import MODEL_TYPES
 
     if sum((move, copy, link)) > 1:
         raise BadInput("choose one of --move, --copy and --link")
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise BadInput(f"no such file or folder: {', '.join(missing)}")
     forced = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
-    mode = "move" if move else "copy" if copy else "symlink" if link else "hardlink"
-    results = import_files(store(), paths, load(), mode, forced[0] if forced else None, allow_unsafe)
+    mode: api.ImportMode = "move" if move else "copy" if copy else "symlink" if link else "hardlink"
+    results = api.import_files(
+        paths, mode=mode, type=forced[0] if forced else None, allow_unsafe=allow_unsafe, settings=settings()
+    )
     if as_json:
-        print_json(
-            [
-                {
-                    "path": str(r.path),
-                    "status": r.status,
-                    "dest": str(r.dest) if r.dest else None,
-                    "id": r.id,
-                    "type": r.type,
-                    "how": r.how or None,
-                    "reason": r.reason or None,
-                }
-                for r in results
-            ]
-        )
+        print_json([imported_json(r) for r in results])
     else:
         for r in results:
             if r.status == "imported":
@@ -94,12 +81,9 @@ def link(
     mode: Annotated[str, typer.Option("--mode", help="symlink, hardlink or copy.")] = "symlink",
 ) -> None:
     """Make a UI install see the store's models, adopting the ones it already has."""
-    from sdm.catalog import load
-    from sdm.uilink import link as run
+    from sdm import api
 
-    if mode not in ("symlink", "hardlink", "copy"):
-        raise BadInput(f"--mode must be symlink, hardlink or copy, not '{mode}'")
-    report = run(store(), ui_dir, layout.lower(), mode, load())
+    report = api.link(ui_dir, layout, mode, settings())
     for item in report.adopted:
         if item.status == "imported":
             echo(f"adopted {item.path} into the store ({item.how})")
@@ -123,9 +107,9 @@ def unlink(
     ui_dir: Annotated[Path, typer.Argument(metavar="UI_DIR", help="A folder sdm link set up.")],
 ) -> None:
     """Undo exactly what sdm link did (files it adopted stay where they are)."""
-    from sdm.uilink import unlink as run
+    from sdm import api
 
-    removed, kept = run(store(), ui_dir)
+    removed, kept = api.unlink(ui_dir, settings())
     for path in removed:
         echo(f"removed {path}")
     for path in kept:

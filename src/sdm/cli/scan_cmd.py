@@ -21,25 +21,15 @@ def scan(
     Safe: every import is something a PyTorch checkpoint needs. Dangerous: an import
     that can run code. Unknown: anything else. Exit 0 only when every file is safe.
     """
-    from sdm.formats.pickle_scan import scan as scan_file
+    from sdm import api
+    from sdm.jsonout import scan_json
 
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise BadInput(f"no such file: {', '.join(missing)}")
-    results = [scan_file(f) for f in files]
+    results = [api.scan(f) for f in files]
     if as_json:
-        print_json(
-            [
-                {
-                    "path": str(r.path),
-                    "verdict": r.verdict,
-                    "format": r.format,
-                    "globals": r.globals,
-                    "reasons": r.reasons,
-                }
-                for r in results
-            ]
-        )
+        print_json([scan_json(r) for r in results])
     else:
         for r in results:
             echo(f"{r.path}: {r.verdict} ({r.format})")
