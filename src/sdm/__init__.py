@@ -1,3 +1,54 @@
-"""sdm: a command-line manager and downloader for Stable Diffusion models."""
+"""sdm: a command-line manager and downloader for Stable Diffusion models.
+
+The Python API lives in sdm.api and is re-exported here, lazily, so that
+`import sdm` stays cheap:
+
+    import sdm
+    report = sdm.pull(["dreamshaper"], precision="fp16")
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
 
 __version__ = "0.1.0"
+
+_API = (
+    "pull",
+    "search",
+    "info",
+    "list_installed",
+    "select",
+    "verify",
+    "remove",
+    "clean",
+    "disk_usage",
+    "export",
+    "probe",
+    "scan",
+    "convert",
+    "import_files",
+    "link",
+    "unlink",
+    "open_store",
+    "catalog",
+    "PullReport",
+)
+__all__ = ["__version__", *_API]
+
+
+class _Package(types.ModuleType):
+    """`sdm.pull` is the API function, even once the module sdm/pull.py is imported
+    (the import system sets each submodule as an attribute of its package)."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _API:
+            from sdm import api
+
+            return getattr(api, name)
+        return super().__getattribute__(name)
+
+
+sys.modules[__name__].__class__ = _Package

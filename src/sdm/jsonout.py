@@ -203,6 +203,8 @@ def source_json(source: Source) -> SourceJSON:
     elif source.civitai:
         data["model"], data["version"] = source.civitai.model, source.civitai.version
         data["file_id"] = source.civitai.file_id
+    elif source.uri:
+        data["uri"] = source.uri
     else:
         data["url"] = source.url
     return data

@@ -45,14 +45,17 @@ class CivitaiSource:
 
 @dataclass(frozen=True)
 class Source:
-    """Exactly one of hf, civitai or url is set."""
+    """Exactly one of hf, civitai, url or uri is set."""
 
     hf: HFSource | None = None
     civitai: CivitaiSource | None = None
     url: str | None = None
+    uri: str | None = None  # a spec for a source plugin, e.g. toy://thing
 
     @property
     def kind(self) -> str:
+        if self.uri:
+            return self.uri.split("://", 1)[0]
         return "hf" if self.hf else "civitai" if self.civitai else "url"
 
     def describe(self) -> str:
@@ -63,7 +66,7 @@ class Source:
         if self.civitai:
             suffix = f"?fileId={self.civitai.file_id}" if self.civitai.file_id else ""
             return f"civitai://{self.civitai.version}{suffix}"
-        return str(self.url)
+        return str(self.url or self.uri)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Source:
@@ -72,6 +75,7 @@ class Source:
             hf=HFSource(**hf) if hf else None,
             civitai=CivitaiSource(**civitai) if civitai else None,
             url=data.get("url"),
+            uri=data.get("uri"),
         )
 
 

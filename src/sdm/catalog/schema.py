@@ -51,11 +51,12 @@ class CivitaiSourceEntry(_Strict):
 
 
 class SourceEntry(_Strict):
-    """Exactly one of hf, civitai or url."""
+    """Exactly one of hf, civitai, url or uri (a spec another installed source parses)."""
 
     hf: HFSourceEntry | None = None
     civitai: CivitaiSourceEntry | None = None
     url: str | None = None
+    uri: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9+.-]*://\S+$")
 
     @field_validator("url")
     @classmethod
@@ -66,9 +67,9 @@ class SourceEntry(_Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SourceEntry:
-        given = [k for k in ("hf", "civitai", "url") if getattr(self, k) is not None]
+        given = [k for k in ("hf", "civitai", "url", "uri") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("a source needs exactly one of hf, civitai or url")
+            raise ValueError("a source needs exactly one of hf, civitai, url or uri")
         return self
 
 
