@@ -14,8 +14,9 @@ from sdm import jsonout
 
 SUMMARY = {"id", "name", "type", "base", "kind", "tags", "aliases", "nsfw", "gated", "default_variant"}
 SUMMARY |= {"description"}
-MODEL = SUMMARY | {"homepage", "license", "hints", "variants", "catalog_file"}
+MODEL = SUMMARY | {"homepage", "license", "hints", "variants", "catalog_file", "requires"}
 HINTS = {"resolution", "clip_skip", "trigger_words", "negative_prompt", "companions", "weight", "notes"}
+HINTS |= {"load_with"}
 VARIANT = {"name", "default", "filename", "format", "precision", "weights", "size", "sha256", "pickle"}
 VARIANT |= {"gated", "source", "mirrors", "note"}
 INSTALLED = {"id", "variant", "type", "base", "path", "filename", "size", "format", "precision", "sha256"}

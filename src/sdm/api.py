@@ -126,6 +126,7 @@ def pull(
     sidecars: bool = False,
     frozen: bool = False,
     convert: bool = False,
+    companions: bool = True,
     allow_unsafe: bool = False,
     connections: int | None = None,
     parallel: int | None = None,
@@ -137,18 +138,23 @@ def pull(
 
     Planning errors (an unknown id, a bad option) raise before any byte moves;
     a file that fails later is in the report's failures, and the others go on.
-    With dry_run, only the plans are returned.
+    With dry_run, only the plans are returned. A catalog model that needs others
+    (a FLUX transformer: its VAE and text encoders) brings them along unless
+    companions is False or the list is frozen (a manifest names every file).
     """
     from sdm.catalog.load import load
     from sdm.download.http import Credentials, make_client
     from sdm.plan import Planner, PullOptions, dedupe, pin, plan_one
+    from sdm.plan import companions as companions_of
     from sdm.pull import Puller, Tuning, check_space, locate_all
     from sdm.resolve import Request
     from sdm.sources.base import Context, all_tokens
     from sdm.specfile import read, single
     from sdm.store import Store
-    from sdm.vocab import MODEL_TYPES
+    from sdm.vocab import MODEL_TYPES, PRECISIONS
 
+    if precision is not None and precision not in PRECISIONS:
+        raise BadInput(f"unknown precision '{precision}' (choose from: {', '.join(PRECISIONS)})")
     if format is not None and format not in ("safetensors", "ckpt"):
         raise BadInput(f"--format must be safetensors or ckpt, not '{format}'")
     if type is not None and type not in MODEL_TYPES:
@@ -177,6 +183,8 @@ def pull(
         for entry in entries:
             plan = plan_one(planner, entry.spec, entry.options, convert or entry.convert)
             plans.append(pin(plan, entry.sha256, entry.where) if frozen else plan)
+            if companions and not frozen:
+                plans += companions_of(planner, plan, entry.options)
         plans = dedupe(plans)
         if dry_run:
             return PullReport(plans, dry_run=True)

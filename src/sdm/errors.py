@@ -37,6 +37,10 @@ class ConfigError(SdmError):
     exit_code = EXIT_BAD_INPUT
 
 
+class NoFolder(BadInput):
+    """The store's layout (or a UI's) has no folder for this type of model."""
+
+
 class CatalogError(SdmError):
     """A catalog file is not valid (names the file, entry and field)."""
 

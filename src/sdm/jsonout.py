@@ -76,6 +76,7 @@ class ModelJSON(ModelSummary):
     hints: dict[str, Any]
     variants: list[VariantJSON]
     catalog_file: str | None
+    requires: list[str]
 
 
 class InstalledJSON(TypedDict):
@@ -252,6 +253,7 @@ def model_json(model: Model, origin: Path | None) -> ModelJSON:
         "hints": model.hints.as_dict(),
         "variants": [variant_json(model, v) for v in model.variants],
         "catalog_file": str(origin) if origin else None,
+        "requires": list(model.requires),
     }
 
 

@@ -259,6 +259,35 @@ def plan_one(planner: Planner, spec: str, options: PullOptions, convert: bool) -
     return replace(plan, convert=True, reasons=(*plan.reasons, why))
 
 
+def companions(planner: Planner, plan: Plan, options: PullOptions) -> list[Plan]:
+    """The files plan's model cannot be used without (its `requires:`), each planned with the
+    user's precision and format where the companion has them (--fp8: the fp8 T5), else its default."""
+    found: list[Plan] = []
+    todo = [(plan.model_id, plan.model_id)] if plan.model_id else []
+    seen = {plan.model_id}
+    while todo:
+        model_id, _ = todo.pop(0)
+        model = planner.catalog.find(model_id or "")
+        for required in model.requires if model else ():
+            other_id, _, variant = required.partition(":")
+            if other_id in seen:
+                continue
+            seen.add(other_id)
+            asked = options.request
+            wanted = Request(precision=asked.precision, format=asked.format, variant=variant or None)
+            opts = replace(options, type=None, request=wanted)
+            try:
+                companion = planner.plan(other_id, opts)
+            except BadInput as exc:
+                if isinstance(exc, NotFound) and planner.catalog.find(other_id) is None:
+                    raise
+                companion = planner.plan(other_id, replace(opts, request=Request(variant=variant or None)))
+            why = f"required by {model_id}"
+            found.append(replace(companion, reasons=(why, *companion.reasons)))
+            todo.append((other_id, model_id))
+    return found
+
+
 def pin(plan: Plan, sha256: str | None, where: str) -> Plan:
     """--frozen: the manifest's sha256 is the only acceptable one."""
     if sha256 is None:

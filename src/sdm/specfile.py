@@ -36,6 +36,7 @@ FLAG_VALUES = {
     "--fp16": ("precision", "fp16"),
     "--fp32": ("precision", "fp32"),
     "--bf16": ("precision", "bf16"),
+    "--fp8": ("precision", "fp8"),
     "--pruned": ("weights", "pruned"),
     "--full": ("weights", "full"),
 }
@@ -56,7 +57,7 @@ def apply(base: PullOptions, changes: dict[str, Any], where: str) -> PullOptions
             request = replace(request, **{key: None if value is None else str(value)})
         elif key == "type":
             opts = replace(opts, type=str(value))
-        elif key in ("fp16", "fp32", "bf16") and value:
+        elif key in ("fp16", "fp32", "bf16", "fp8") and value:
             request = replace(request, precision=key)
         elif key in ("pruned", "full") and value:
             request = replace(request, weights=key)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdm.errors import UnsafeFile
+from sdm.errors import NoFolder, UnsafeFile
 from sdm.fsutil import write_json_atomic
 from sdm.names import MODEL_SUFFIXES, PARTIAL_SUFFIX, is_own_name, records_dir
 
@@ -141,7 +141,10 @@ class Store:
     def type_dir(self, model_type: str) -> Path:
         folder = self.folders.get(model_type)
         if folder is None:
-            raise UnsafeFile(f"the {self.layout} layout has no folder for {model_type} files")
+            raise NoFolder(
+                f"the {self.layout} layout has no folder for {model_type} files",
+                hint="pull it into another store (--home) or use the sdm or comfyui layout",
+            )
         return self.root / folder
 
     def path_for(self, model_type: str, filename: str) -> Path:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from sdm.errors import SdmError, UnsafeFile, VerificationFailed
 from sdm.formats.safetensors_header import HeaderError, read_header
 from sdm.formats.sniff import sniff
-from sdm.vocab import base_family
+from sdm.vocab import PICKLE_FORMATS, base_family
 
 if TYPE_CHECKING:
     from sdm.formats.probe import Probe
@@ -41,7 +41,7 @@ def check_header(path: Path, expected_format: str | None) -> str:
         raise VerificationFailed("the file is neither safetensors nor a PyTorch checkpoint")
     if expected_format == "safetensors" and kind != "safetensors":
         raise VerificationFailed(f"expected a safetensors file, got a {found.kind} file")
-    if expected_format in ("ckpt", "pt", "bin") and kind != "pickle":
+    if expected_format in PICKLE_FORMATS and kind != "pickle":
         raise VerificationFailed(f"expected a PyTorch checkpoint, got a {kind} file")
     return kind
 

@@ -12,8 +12,21 @@ import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-ModelType = Literal["checkpoint", "lora", "embedding", "hypernetwork", "vae"]
-Format = Literal["safetensors", "ckpt", "pt", "bin", "gguf"]
+ModelType = Literal[
+    "checkpoint",
+    "diffusion_model",
+    "lora",
+    "embedding",
+    "hypernetwork",
+    "vae",
+    "text_encoder",
+    "controlnet",
+    "upscaler",
+    "clip_vision",
+    "ipadapter",
+    "vae_approx",
+]
+Format = Literal["safetensors", "ckpt", "pt", "pth", "bin", "gguf"]
 Precision = Literal["fp16", "fp32", "bf16", "fp8"]
 Weights = Literal["pruned", "ema-only", "full"]
 # What happened to one file of a pull (the `status` field of `pull --json`).
@@ -39,7 +52,11 @@ TYPES: dict[str, TypeInfo] = {
             "checkpoint",
             "a checkpoint",
             ("Checkpoint",),
-            ("stable-diffusion", "checkpoints", "unet", "diffusion_models", "main"),
+            ("stable-diffusion", "checkpoints", "main"),
+        ),
+        # Transformer or UNet alone: FLUX, SD 3.5 and others; needs text encoders and a VAE.
+        TypeInfo(
+            "diffusion_model", "a diffusion model (UNet/transformer only)", (), ("diffusion_models", "unet")
         ),
         TypeInfo("lora", "a LoRA", ("LORA", "LoCon", "DoRA"), ("lora", "loras", "lycoris")),
         TypeInfo(
@@ -50,11 +67,19 @@ TYPES: dict[str, TypeInfo] = {
         ),
         TypeInfo("hypernetwork", "a hypernetwork", ("Hypernetwork",), ("hypernetworks", "hypernetwork")),
         TypeInfo("vae", "a VAE", ("VAE",), ("vae",)),
+        TypeInfo("text_encoder", "a text encoder", (), ("text_encoders", "text_encoder", "clip", "t5")),
+        TypeInfo("controlnet", "a ControlNet", ("Controlnet",), ("controlnet", "t2i_adapter")),
+        TypeInfo(
+            "upscaler", "an upscaler", ("Upscaler",), ("upscale_models", "esrgan", "realesrgan", "swinir")
+        ),
+        TypeInfo("clip_vision", "a CLIP vision encoder", (), ("clip_vision",)),
+        TypeInfo("ipadapter", "an IP-Adapter", (), ("ipadapter", "ip_adapter", "ip-adapter")),
+        TypeInfo("vae_approx", "a TAESD decoder (fast previews)", (), ("vae_approx", "vae-approx")),
     )
 }
 MODEL_TYPES: tuple[str, ...] = tuple(TYPES)
 FORMATS: tuple[str, ...] = get_args(Format)
-PICKLE_FORMATS = frozenset({"ckpt", "pt", "bin"})
+PICKLE_FORMATS = frozenset({"ckpt", "pt", "pth", "bin"})
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 WEIGHTS: tuple[str, ...] = get_args(Weights)
 PULL_STATUSES: tuple[str, ...] = get_args(PullStatus)
@@ -66,7 +91,7 @@ EXTENSION_FORMATS: dict[str, str] = {
     "sft": "safetensors",
     "ckpt": "ckpt",
     "pt": "pt",
-    "pth": "pt",
+    "pth": "pth",
     "bin": "bin",
     "gguf": "gguf",
 }
@@ -93,6 +118,8 @@ KNOWN_BASES: dict[str, BaseInfo] = {
         BaseInfo("illustrious", "sdxl", "SDXL", ("illustrious", "noobai")),
         BaseInfo("flux1", "flux1", "Unknown", ("flux.1",)),
         BaseInfo("sd3", "sd3", "Unknown", ("sd 3",)),
+        BaseInfo("sd35", "sd35", "Unknown", ("sd 3.5",)),
+        BaseInfo("any", "any", "Unknown"),  # works with every base (upscalers)
         BaseInfo("other", "other", "Unknown"),
     )
 }

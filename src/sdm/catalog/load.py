@@ -204,6 +204,15 @@ def cross_check(catalog: Catalog) -> list[Problem]:
                     )
                 )
             owners.setdefault(alias, model.id)
+        for required in model.requires:
+            model_id, _, variant = required.partition(":")
+            other = catalog.find(model_id)
+            if other is None or (variant and other.variant(variant) is None):
+                problems.append(
+                    Problem(
+                        catalog.origin[model.id], model.id, "requires", f"'{required}' is not in the catalog"
+                    )
+                )
         for companion in model.hints.companions:
             if catalog.find(companion) is None:
                 problems.append(

@@ -7,7 +7,8 @@ which keeps `sdm search` fast.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sdm.vocab import BASES, FORMATS, MODEL_TYPES, PICKLE_FORMATS, PRECISIONS, WEIGHTS
@@ -115,6 +116,7 @@ class Hints:
     companions: tuple[str, ...] = ()
     weight: float | None = None
     notes: str | None = None
+    load_with: Mapping[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +127,7 @@ class Hints:
             "companions": list(self.companions),
             "weight": self.weight,
             "notes": self.notes,
+            "load_with": dict(self.load_with),
         }
 
 
@@ -145,6 +148,7 @@ class Model:
     gated: bool = False
     hints: Hints = Hints()
     default_variant: str | None = None
+    requires: tuple[str, ...] = ()
 
     def variant(self, name: str) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)
@@ -164,6 +168,6 @@ class Model:
         for key in ("trigger_words", "companions"):
             hints[key] = tuple(hints.get(key) or ())
         fields["hints"] = Hints(**hints)
-        for key in ("aliases", "tags"):
+        for key in ("aliases", "tags", "requires"):
             fields[key] = tuple(fields.get(key) or ())
         return cls(**fields)

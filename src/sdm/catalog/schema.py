@@ -115,6 +115,8 @@ class HintsEntry(_Strict):
     companions: tuple[str, ...] = ()
     weight: float | None = None
     notes: str | None = None
+    # How to load the set in each UI, e.g. {comfyui: "Load Diffusion Model + DualCLIPLoader"}.
+    load_with: dict[str, str] = Field(default_factory=dict)
 
 
 class ModelEntry(_Strict):
@@ -132,7 +134,19 @@ class ModelEntry(_Strict):
     gated: bool = False
     hints: HintsEntry = HintsEntry()
     default_variant: str | None = None
+    # Other entries this one cannot be used without (a FLUX transformer: its VAE and
+    # text encoders), as ids or id:variant; pulled with it unless --no-companions.
+    requires: tuple[str, ...] = ()
     variants: tuple[VariantEntry, ...] = Field(min_length=1)
+
+    @field_validator("requires")
+    @classmethod
+    def _require_slugs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for item in v:
+            model_id, _, variant = item.partition(":")
+            if not _SLUG.match(model_id) or (variant and not _SLUG.match(variant)):
+                raise ValueError(f"'{item}' must be an id or id:variant")
+        return v
 
     @field_validator("base")
     @classmethod

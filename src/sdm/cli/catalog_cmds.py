@@ -10,6 +10,7 @@ from sdm.cli.output import echo, handle_errors, human_size, print_json, print_ta
 from sdm.errors import BadInput
 
 if TYPE_CHECKING:
+    from sdm.catalog.load import Catalog
     from sdm.catalog.model import Model
 
 catalog_app = typer.Typer(help="Work with catalog files.", no_args_is_help=True)
@@ -99,13 +100,26 @@ def info(
     if as_json:
         print_json(model_json(model, origin))
         return
-    _render_info(model)
+    _render_info(model, api.catalog())
 
 
-def _render_info(model: "Model") -> None:
+def _requires_rows(model: "Model", catalog: "Catalog") -> list[list[str]]:
+    rows = []
+    for required in model.requires:
+        other_id, _, variant_name = required.partition(":")
+        other = catalog.find(other_id)
+        variant = (other.variant(variant_name) if variant_name else other.default) if other else None
+        choices = f" (variants: {', '.join(v.name for v in other.variants)})" if other else ""
+        size = human_size(variant.size) if variant else "?"
+        rows.append([required, f"{other.type if other else '?'}, {size}{choices}"])
+    return rows
+
+
+def _render_info(model: "Model", catalog: "Catalog") -> None:
     facts = [
         ("id", model.id + (f"  (aliases: {', '.join(model.aliases)})" if model.aliases else "")),
-        ("type", f"{model.type}, {model.kind}, base {model.base}"),
+        ("type", f"{model.type} ({'a base model' if model.kind == 'base' else 'a fine-tune'})"),
+        ("base", model.base),
         ("tags", ", ".join(model.tags)),
         ("license", model.license or "see homepage"),
         ("homepage", model.homepage or "-"),
@@ -146,6 +160,11 @@ def _render_info(model: "Model") -> None:
     print_table(["VARIANT", "FORMAT", "PRECISION", "WEIGHTS", "SIZE", "SHA256", "SOURCE"], rows)
     echo("* default variant")
     shown = [[k, v] for k, v in hint_rows if v]
+    shown += [[f"load with ({ui})", how] for ui, how in hints.load_with.items()]
+    needed = _requires_rows(model, catalog)
+    if needed:
+        echo()
+        print_table(["REQUIRES", "(pulled with it unless --no-companions)"], needed)
     if shown:
         echo()
         print_table(["USAGE", ""], shown)

@@ -19,6 +19,7 @@ from sdm.errors import BadInput
 if TYPE_CHECKING:
     from sdm.cli.progress import LineReporter
     from sdm.plan import Plan
+    from sdm.pull import Outcome
 
 EPILOG = """Examples:
 
@@ -33,6 +34,8 @@ EPILOG = """Examples:
   sdm pull -f models.txt --json
 
   sdm pull f222 --fp16 --convert
+
+  sdm pull flux1-dev --fp8             # with its VAE and fp8 T5 text encoder
 """
 
 
@@ -59,6 +62,9 @@ def pull(
     fp16: Annotated[bool, typer.Option("--fp16", help="Half precision.")] = False,
     fp32: Annotated[bool, typer.Option("--fp32", help="Full precision.")] = False,
     bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16.")] = False,
+    fp8: Annotated[
+        bool, typer.Option("--fp8", help="8-bit float (FLUX and T5 encoders in fp8, where they exist).")
+    ] = False,
     pruned: Annotated[
         bool, typer.Option("--pruned", help="Inference weights only (ema-only counts).")
     ] = False,
@@ -94,6 +100,12 @@ def pull(
             "--frozen", help="With -f: every entry must carry a sha256 and every file must match it."
         ),
     ] = False,
+    no_companions: Annotated[
+        bool,
+        typer.Option(
+            "--no-companions", help="Only the named files, not the VAE and text encoders they need."
+        ),
+    ] = False,
     convert: Annotated[
         bool,
         typer.Option(
@@ -127,9 +139,9 @@ def pull(
     from sdm.catalog import MODEL_TYPES
     from sdm.cli.catalog_cmds import check_choices
 
-    precisions = [p for p, on in (("fp16", fp16), ("fp32", fp32), ("bf16", bf16)) if on]
+    precisions = [p for p, on in (("fp16", fp16), ("fp32", fp32), ("bf16", bf16), ("fp8", fp8)) if on]
     if len(precisions) > 1 or (pruned and full):
-        raise BadInput("choose one of --fp16/--fp32/--bf16 and one of --pruned/--full")
+        raise BadInput("choose one of --fp16/--fp32/--bf16/--fp8 and one of --pruned/--full")
     model_type = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
     reporter = None if dry_run else _reporter(quiet, as_json)
     try:
@@ -147,6 +159,7 @@ def pull(
             sidecars=sidecars,
             frozen=frozen,
             convert=convert,
+            companions=not no_companions,
             allow_unsafe=allow_unsafe,
             connections=connections,
             parallel=parallel,
@@ -160,8 +173,26 @@ def pull(
     if report.dry_run:
         _print_plan(report.plans, as_json)
         return
+    if not (quiet or as_json):
+        for line in _load_hints(report.plans, report.outcomes):
+            echo(line)
     if report.failures:
         raise typer.Exit(report.exit_code)
+
+
+def _load_hints(plans: list["Plan"], outcomes: list["Outcome"]) -> list[str]:
+    """After a pull, how to load each set that arrived (a FLUX transformer and its encoders)."""
+    from sdm import api
+
+    placed = {o.plan.model_id for o in outcomes}
+    catalog = api.catalog()
+    lines = []
+    for plan in plans:
+        model = catalog.find(plan.model_id) if plan.model_id in placed and plan.model_id else None
+        for ui, how in model.hints.load_with.items() if model else ():
+            names = {"comfyui": "ComfyUI", "a1111": "A1111", "forge": "Forge", "invokeai": "InvokeAI"}
+            lines.append(f"{model.id if model else ''}: load with ({names.get(ui, ui)}): {how}")
+    return lines
 
 
 def _reporter(quiet: bool, as_json: bool) -> "LineReporter":
@@ -198,4 +229,9 @@ def _print_plan(plans: list["Plan"], as_json: bool) -> None:
                 f"  token    needs {plan.needs_token}"
                 + (" (accept the license on the model page first)" if plan.gated else "")
             )
+    todo = [p for p in plans if not p.dest.exists()]
+    total = sum(p.size or 0 for p in todo)
+    unknown = sum(1 for p in todo if p.size is None)
+    more = f" (+{unknown} of unknown size)" if unknown else ""
+    echo(f"total    {len(plans)} file(s), {human_size(total)}{more} to download")
     echo("dry run: nothing was downloaded")

@@ -13,7 +13,7 @@ from sdm.download.location import Location, Locator
 from sdm.errors import AuthRequired, BadInput, NotFound
 from sdm.sources.base import BaseSource, Context, Ref, Remote, Want
 from sdm.sources.common import AuthMessage, get_json, probe
-from sdm.vocab import base_from_civitai, type_from_civitai
+from sdm.vocab import base_from_civitai, format_from_extension, type_from_civitai
 
 if TYPE_CHECKING:
     import httpx
@@ -78,9 +78,9 @@ def file_vocab(entry: dict[str, Any]) -> tuple[str | None, str | None, str | Non
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     fmt = FORMAT_MAP.get(meta.get("format") or "")
     if fmt == "ckpt" and ext in ("pt", "bin", "pth"):
-        fmt = "pt" if ext == "pth" else ext
-    if fmt is None and ext in ("safetensors", "ckpt", "pt", "bin", "gguf"):
         fmt = ext
+    if fmt is None:
+        fmt = format_from_extension(name)
     fp = (meta.get("fp") or "").lower() or None
     if fp and fp.startswith("fp8"):
         fp = "fp8"
