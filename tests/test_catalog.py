@@ -107,7 +107,7 @@ def test_shipped_hashes_are_well_formed_and_unique():
 
 BROKEN = [
     ("sha256", lambda m: m["variants"][0].update(sha256="abc"), "variants.0.sha256"),
-    ("type", lambda m: m.update(type="controlnet"), "type"),
+    ("type", lambda m: m.update(type="motion_module"), "type"),
     ("base", lambda m: m.update(base="SD 9!"), "base"),
     ("no variants", lambda m: m.update(variants=[]), "variants"),
     ("default", lambda m: m.update(default_variant="nope"), None),

@@ -122,4 +122,57 @@ def test_invokeai_has_no_hypernetwork_folder(sdm, store, tmp_path):
     invoke.mkdir()
     result = sdm("link", str(invoke), "--layout", "invokeai")
     assert result.code == 0 and "no folder for hypernetwork" in result.out
-    assert (invoke / "autoimport" / "main" / "base.safetensors").is_symlink()
+    assert (invoke / "sdm-models" / "checkpoints" / "base.safetensors").is_symlink()
+    # No running InvokeAI given: it says plainly what to do, since nothing watches the folder.
+    assert "--invokeai-url" in result.out and "Scan Folder" in result.out
+
+
+def test_invokeai_files_are_registered_through_its_install_api(sdm, store, tmp_path):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    installed: dict[str, dict] = {}
+    seen: list[tuple[str, str]] = []
+
+    class FakeInvokeAI(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            parts = urlsplit(self.path)
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append((parts.path, query.get("inplace", "")))
+            if parts.path != "/api/v2/models/install" or not query.get("source"):
+                status, body = 404, {"detail": "Not Found"}
+            elif query["source"] in installed:
+                status, body = 409, {"detail": "Model already installed"}
+            else:
+                installed[query["source"]] = query
+                status, body = 201, {"id": len(installed), "status": "waiting", "source": query["source"]}
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeInvokeAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        files = seed_store(sdm, tmp_path)
+        invoke = tmp_path / "invokeai"
+        invoke.mkdir()
+        first = sdm("link", str(invoke), "--layout", "invokeai", "--invokeai-url", url)
+        assert first.code == 0, first
+        assert len(installed) == len(files) and all(inplace == "true" for _, inplace in seen)
+        assert str(invoke / "sdm-models" / "loras" / "style.safetensors") in installed
+        assert first.out.count(": registered") == len(files)
+        again = sdm("link", str(invoke), "--layout", "invokeai", "--invokeai-url", url)
+        assert again.code == 0 and again.out.count("already installed") == len(files)
+    finally:
+        server.shutdown()
+        server.server_close()

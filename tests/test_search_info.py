@@ -21,7 +21,14 @@ def test_search_by_alias_is_exact_first(sdm):
 
 def test_search_anime_ranks_checkpoints_before_addons(sdm):
     found = ids(sdm("search", "anime", "--json"))
-    assert found[0] in {"anything-v3", "pony-diffusion-v6-xl", "protogen-v2.2", "ghostmix", "waifu-diffusion"}
+    anime_checkpoints = {
+        "anything-v3",
+        "pony-diffusion-v6-xl",
+        "protogen-v2.2",
+        "ghostmix",
+        "waifu-diffusion",
+    }
+    assert found[0] in anime_checkpoints | {"illustrious-xl", "noobai-xl", "animagine-xl"}
     assert found.index("anything-v3") < found.index("easynegative")
 
 
@@ -58,7 +65,7 @@ def test_search_nothing_found_is_not_an_error(sdm):
 
 
 def test_unknown_type_or_base_exits_2(sdm):
-    for args in (["--type", "controlnet"], ["--base", "sd9"]):
+    for args in (["--type", "motion_module"], ["--base", "sd9"]):
         result = sdm("search", *args)
         assert result.code == 2
         assert result.err.count("\n") == 1

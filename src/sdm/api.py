@@ -383,13 +383,22 @@ def import_files(
     return run(open_store(settings), list(paths), catalog(), mode, type, allow_unsafe)
 
 
-def link(ui_dir: Path, layout: str, mode: str = "symlink", settings: Settings | None = None) -> LinkReport:
-    """Make a UI install see the store's models, adopting the ones it already has."""
+def link(
+    ui_dir: Path,
+    layout: str,
+    mode: str = "symlink",
+    settings: Settings | None = None,
+    invokeai_url: str | None = None,
+) -> LinkReport:
+    """Make a UI install see the store's models, adopting the ones it already has.
+
+    InvokeAI watches no folder: with invokeai_url, each file is registered in
+    place through its model-install API."""
     from sdm.uilink import link as run
 
     if mode not in ("symlink", "hardlink", "copy"):
         raise BadInput(f"--mode must be symlink, hardlink or copy, not '{mode}'")
-    return run(open_store(settings), ui_dir, layout.lower(), mode, catalog())
+    return run(open_store(settings), ui_dir, layout.lower(), mode, catalog(), invokeai_url)
 
 
 def unlink(ui_dir: Path, settings: Settings | None = None) -> tuple[list[Path], list[Path]]:

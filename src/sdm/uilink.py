@@ -32,6 +32,7 @@ class LinkReport:
     clashes: list[Path] = field(default_factory=list)
     adopted: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    registered: list[tuple[Path, str]] = field(default_factory=list)  # InvokeAI: (path, what it said)
 
 
 def _manifest(store: Store, ui_dir: Path) -> Path:
@@ -57,7 +58,9 @@ def _usable(folder: Path, mode: str) -> bool:
         probe_src.unlink(missing_ok=True)
 
 
-def link(store: Store, ui_dir: Path, layout: str, mode: str, catalog: Any) -> LinkReport:
+def link(
+    store: Store, ui_dir: Path, layout: str, mode: str, catalog: Any, invokeai_url: str | None = None
+) -> LinkReport:
     from sdm.importer import import_files
 
     if layout not in LAYOUTS or layout == "sdm":
@@ -97,6 +100,14 @@ def link(store: Store, ui_dir: Path, layout: str, mode: str, catalog: Any) -> Li
             report.created.append((target, how))
             created.append({"path": str(target), "how": how, "source": str(item.path)})
     write_json_atomic(manifest_path, {"ui_dir": str(ui_dir.resolve()), "layout": layout, "created": created})
+    if layout == "invokeai":
+        placed = [path for path, _ in report.created] + report.present
+        if invokeai_url:
+            report.registered = register_invokeai(invokeai_url, placed)
+        elif placed:
+            report.notes.append(INVOKEAI_HINT.format(folder=ui_dir / "sdm-models"))
+    elif invokeai_url:
+        raise BadInput("--invokeai-url goes with --layout invokeai")
     return report
 
 
@@ -153,3 +164,40 @@ def _read(path: Path) -> dict[str, Any]:
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+INVOKEAI_HINT = (
+    "InvokeAI 4 and later watch no folder: run InvokeAI and give its address "
+    "(sdm link UI_DIR --layout invokeai --invokeai-url http://127.0.0.1:9090), "
+    "or add {folder} in InvokeAI's Model Manager (Add Models, Scan Folder, install in place)"
+)
+
+
+def register_invokeai(url: str, paths: list[Path]) -> list[tuple[Path, str]]:
+    """Register files with a running InvokeAI through its model-install API, in place.
+
+    409 means InvokeAI already has the file; anything else is reported per file.
+    """
+    import httpx
+
+    from sdm.download.http import error_message, make_client
+
+    endpoint = url.rstrip("/") + "/api/v2/models/install"
+    results: list[tuple[Path, str]] = []
+    with make_client() as client:
+        for path in paths:
+            params = {"source": str(path), "inplace": "true"}
+            try:
+                response = client.post(endpoint, params=params, json={})
+            except httpx.TransportError as exc:
+                raise SdmError(
+                    f"cannot reach InvokeAI at {url}: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+                    hint="start InvokeAI, or check --invokeai-url",
+                ) from None
+            if response.status_code == 409:
+                results.append((path, "already installed"))
+            elif response.is_success:
+                results.append((path, "registered"))
+            else:
+                results.append((path, f"refused (HTTP {response.status_code}): {error_message(response)}"))
+    return results

@@ -72,18 +72,27 @@ def import_(
 @app.command(
     "link",
     epilog="Examples:\n\n  sdm link ~/stable-diffusion-webui --layout a1111\n\n"
-    "  sdm link ~/ComfyUI --layout comfyui --mode hardlink",
+    "  sdm link ~/ComfyUI --layout comfyui --mode hardlink\n\n"
+    "  sdm link ~/invokeai --layout invokeai --invokeai-url http://127.0.0.1:9090",
 )
 @handle_errors
 def link(
     ui_dir: Annotated[Path, typer.Argument(metavar="UI_DIR", help="The UI's install folder.")],
     layout: Annotated[str, typer.Option("--layout", help="a1111, forge, comfyui or invokeai.")],
     mode: Annotated[str, typer.Option("--mode", help="symlink, hardlink or copy.")] = "symlink",
+    invokeai_url: Annotated[
+        str | None,
+        typer.Option(
+            "--invokeai-url",
+            help="With --layout invokeai: a running InvokeAI to register the files with.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Make a UI install see the store's models, adopting the ones it already has."""
     from sdm import api
 
-    report = api.link(ui_dir, layout, mode, settings())
+    report = api.link(ui_dir, layout, mode, settings(), invokeai_url)
     for item in report.adopted:
         if item.status == "imported":
             echo(f"adopted {item.path} into the store ({item.how})")
@@ -93,11 +102,13 @@ def link(
         echo(f"note: {note}")
     for path in report.clashes:
         echo(f"clash    {path}: another file has that name; left alone")
+    for path, said in report.registered:
+        echo(f"invokeai {path}: {said}")
     echo(
         f"{len(report.created)} made, {len(report.present)} already there, "
         f"{len(report.clashes)} clashes; undo with: sdm unlink {ui_dir}"
     )
-    if report.clashes:
+    if report.clashes or any(said.startswith("refused") for _, said in report.registered):
         raise typer.Exit(1)
 
 
