@@ -66,7 +66,11 @@ def _global(module: str, name: str) -> bytes:
 
 
 def checkpoint_bytes(
-    tensors: dict[str, np.ndarray], archive: str = "archive", wrap_state_dict: bool = True, extra: bytes = b""
+    tensors: dict[str, np.ndarray],
+    archive: str = "archive",
+    wrap_state_dict: bool = True,
+    extra: bytes = b"",
+    wrap_key: str = "state_dict",
 ) -> bytes:
     """A zip checkpoint in torch.save's layout: data.pkl, data/N, version, byteorder."""
     # uint16 arrays stand for bfloat16 bits (numpy has no bfloat16 of its own)
@@ -105,7 +109,7 @@ def checkpoint_bytes(
         body += _unicode(name) + _global("torch._utils", "_rebuild_tensor_v2") + args + b"R"
     state = _global("collections", "OrderedDict") + b")R(" + body + b"u"
     if wrap_state_dict:
-        pickle_bytes = b"\x80\x02}(" + _unicode("state_dict") + state + extra + b"u."
+        pickle_bytes = b"\x80\x02}(" + _unicode(wrap_key) + state + extra + b"u."
     else:
         pickle_bytes = b"\x80\x02" + state + b"."
     buffer = io.BytesIO()

@@ -65,10 +65,10 @@ FILES = {
             {"double_blocks.0.img_attn.norm.key_norm.scale": (128,), "guidance_in.in_layer.weight": (8, 8)},
             np.float32,
         ),
-        "checkpoint",
+        "diffusion_model",
         "flux1",
     ),
-    "sd3": (st({"joint_blocks.0.context_block.attn.qkv.weight": (8, 8)}), "checkpoint", "sd3"),
+    "sd3": (st({"joint_blocks.0.context_block.attn.qkv.weight": (8, 8)}), "diffusion_model", "sd3"),
     "kohya-lora-sd15": (lora_like(), "lora", "sd15"),
     "kohya-lora-sdxl": (
         st(

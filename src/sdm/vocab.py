@@ -118,7 +118,7 @@ KNOWN_BASES: dict[str, BaseInfo] = {
         BaseInfo("illustrious", "sdxl", "SDXL", ("illustrious", "noobai")),
         BaseInfo("flux1", "flux1", "Unknown", ("flux.1",)),
         BaseInfo("sd3", "sd3", "Unknown", ("sd 3",)),
-        BaseInfo("sd35", "sd35", "Unknown", ("sd 3.5",)),
+        BaseInfo("sd35", "sd3", "Unknown", ("sd 3.5",)),
         BaseInfo("any", "any", "Unknown"),  # works with every base (upscalers)
         BaseInfo("other", "other", "Unknown"),
     )

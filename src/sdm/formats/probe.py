@@ -194,18 +194,19 @@ def _classify(r: Probe, shapes: Shapes, metadata: dict[str, str], raw: Any) -> N
         r.type, r.subtype, r.base = "lora", kind, _lora_base(shapes)
         r.evidence.append(f"{kind} adapter keys")
         return
+    from sdm.formats.detect import detect
+
+    found = detect(shapes)
+    if found is not None:
+        r.type, r.base, r.subtype = found.type, found.base, found.subtype or r.subtype
+        r.evidence.append(found.why)
+        return
     unet = _unet_prefix(names)
     if unet is not None:
         _checkpoint(r, shapes, unet)
-        return
-    if any("double_blocks.0.img_attn" in n for n in names):
-        r.type, r.base = "checkpoint", "flux1"
-        r.subtype = "flux-dev" if any("guidance_in" in n for n in names) else "flux-schnell"
-        r.evidence.append("Flux double_blocks")
-        return
-    if any("joint_blocks.0.context_block" in n for n in names):
-        r.type, r.base = "checkpoint", "sd3"
-        r.evidence.append("MMDiT joint_blocks")
+        if unet == "" and not any(n.startswith(("first_stage_model.", "cond_stage_model.")) for n in names):
+            r.type = "diffusion_model"
+            r.evidence.append("UNet alone, without VAE or text encoder")
         return
     if _vae(r, shapes):
         return
