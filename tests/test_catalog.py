@@ -228,3 +228,56 @@ def test_unknown_base_is_carried_through_not_rejected(sdm, tmp_path, monkeypatch
     assert info["base"] == "hunyuan-dit"
     found = sdm("search", "--base", "hunyuan-dit", "--json").json()
     assert [m["id"] for m in found] == ["hunyuan-thing"]
+
+
+def test_catalog_check_online_reports_each_source(sdm, hub, tmp_path, monkeypatch):
+    """Metadata only: ok, gone, now gated, size and hash changed; exit 1 when any is broken."""
+    import hashlib
+
+    good, other = b"A" * 64, b"B" * 80
+    hub.add_hf("org/ok", "ok.safetensors", good)
+    hub.add_hf("org/changed", "c.safetensors", other)
+    hub.add_hf("org/closed", "g.safetensors", good, gated=True)
+    hub.add_civitai(1, 11, [{"id": 5, "name": "civ.safetensors", "data": good}])
+
+    def variant(source, data=good, **extra):
+        return {
+            "name": "v",
+            "source": source,
+            "format": "safetensors",
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            **extra,
+        }
+
+    def model(model_id, source, data=good, gated=False):
+        return dict(GOOD, id=model_id, gated=gated, variants=[variant(source, data)])
+
+    hf = lambda repo, path: {"hf": {"repo": repo, "path": path}}  # noqa: E731
+    entries = [
+        model("m-ok", hf("org/ok", "ok.safetensors")),
+        model("m-hash", hf("org/changed", "c.safetensors"), data=b"C" * 80),
+        model("m-size", hf("org/changed", "c.safetensors"), data=other),
+        model("m-gone", hf("org/ok", "missing.safetensors")),
+        model("m-gated", hf("org/closed", "g.safetensors")),
+        model("m-gated-known", hf("org/closed", "g.safetensors"), gated=True),
+        model("m-civ", {"civitai": {"version": 11}}),
+        model("m-civ-gone", {"civitai": {"version": 99}}),
+    ]
+    entries[2]["variants"][0]["size"] = len(other) + 1  # same bytes, another size on record
+    path = write_catalog(tmp_path / "team.yaml", entries)
+    result = sdm("catalog", "check", str(path), "--online", "--json")
+    assert result.code == 1, result
+    status = {row["model"]: row["status"] for row in result.json()}
+    assert status == {
+        "m-ok": "ok",
+        "m-hash": "hash changed",
+        "m-size": "size changed",
+        "m-gone": "gone",
+        "m-gated": "now gated",
+        "m-gated-known": "ok",
+        "m-civ": "ok",
+        "m-civ-gone": "gone",
+    }
+    # Metadata only: not one byte of a file was served.
+    assert hub.bytes_sent() == 0

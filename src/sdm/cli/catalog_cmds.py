@@ -173,15 +173,24 @@ def _render_info(model: "Model", catalog: "Catalog") -> None:
 @catalog_app.command(
     "check",
     epilog="Examples:\n\n  sdm catalog check my-models.yaml\n\n"
-    "  sdm catalog check            # the built-in and configured catalogs",
+    "  sdm catalog check            # the built-in and configured catalogs\n\n"
+    "  sdm catalog check --online --json   # every source still serves what the catalog says",
 )
 @handle_errors
 def catalog_check(
     paths: Annotated[
         list[Path] | None, typer.Argument(help="Catalog files or folders to check.", show_default=False)
     ] = None,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="Also ask every source (metadata only): moved, gone, now gated, size or hash changed.",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Validate catalog files; exit 1 when any has a problem."""
+    """Validate catalog files; exit 1 when any has a problem (or, with --online, a broken source)."""
     from sdm.catalog.load import build, builtin_dir, cross_check, expand, extra_sources
 
     files = expand(paths) if paths else expand([builtin_dir()]) + expand(extra_sources())
@@ -199,4 +208,26 @@ def catalog_check(
         typer.echo(f"sdm: error: {problem}", err=True)
     if problems:
         raise typer.Exit(1)
+    if online:
+        _check_online(catalog, as_json)
+        return
     echo(f"ok: {len(catalog)} models in {len(files)} file(s)")
+
+
+def _check_online(catalog: "Catalog", as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from sdm.audit import check_online
+    from sdm.cli.app import settings
+
+    checks = check_online(catalog, settings().resolved())
+    if as_json:
+        print_json([{**asdict(c), "broken": c.broken} for c in checks])
+    else:
+        rows = [[c.status, f"{c.model}:{c.variant}", c.source, c.detail] for c in checks if c.status != "ok"]
+        if rows:
+            print_table(["STATUS", "VARIANT", "SOURCE", "DETAIL"], rows)
+        broken = sum(c.broken for c in checks)
+        echo(f"{len(checks)} sources checked: {len(checks) - len(rows)} ok, {broken} broken")
+    if any(c.broken for c in checks):
+        raise typer.Exit(1)
