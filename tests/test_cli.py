@@ -175,3 +175,46 @@ def test_the_wheel_ships_the_catalog_and_runs_from_anywhere(tmp_path):
         timeout=60,
     )
     assert result.returncode == 0 and '"realistic-vision"' in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, loaded, absent",
+    [
+        (["search", "realistic"], "sdm.cli.catalog_cmds", "sdm.cli.pull_cmd"),
+        (["--home", "STORE", "list"], "sdm.cli.store_cmds", "sdm.cli.pull_cmd"),
+        (["pull", "--help"], "sdm.cli.pull_cmd", "sdm.cli.health_cmds"),
+    ],
+)
+def test_the_executable_builds_only_the_command_it_runs(tmp_path, argv, loaded, absent):
+    # main() as the `sdm` executable runs it, with an exit hook to see what was imported.
+    argv = [str(tmp_path / "store") if a == "STORE" else a for a in argv]
+    code = (
+        "import os, sys\n"
+        f"sys.argv = ['sdm', *{argv!r}]\n"
+        "real_exit = os._exit\n"
+        "def seen(code):\n"
+        "    sys.stderr.write('MODS=' + ','.join(m for m in sys.modules if m.startswith('sdm.cli.')))\n"
+        "    sys.stderr.flush()\n"
+        "    real_exit(code)\n"
+        "os._exit = seen\n"
+        "from sdm.cli import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    modules = result.stderr.rsplit("MODS=", 1)[1].split(",")
+    assert loaded in modules and absent not in modules
+
+
+def test_help_and_typos_still_see_every_command(tmp_path):
+    listed = subprocess.run(
+        [installed_sdm(), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    for command in ("search", "pull", "list", "verify", "import", "catalog", "config", "export"):
+        assert f"  {command} " in listed.stdout
+    typo = subprocess.run(
+        [installed_sdm(), "serch"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert typo.returncode == 2 and "search" in typo.stderr

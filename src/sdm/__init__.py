@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any
 
 __version__ = "0.1.0"
 
@@ -34,20 +33,24 @@ _API = (
     "unlink",
     "open_store",
     "catalog",
-    "PullReport",
 )
-__all__ = ["__version__", *_API]
+_TYPES = {"PullReport": "sdm.pull", "VerifyReport": "sdm.health", "Manifest": "sdm.manifest"}
+__all__ = ["__version__", *_API, *_TYPES]
 
 
 class _Package(types.ModuleType):
     """`sdm.pull` is the API function, even once the module sdm/pull.py is imported
     (the import system sets each submodule as an attribute of its package)."""
 
-    def __getattribute__(self, name: str) -> Any:
+    def __getattribute__(self, name: str) -> object:
         if name in _API:
             from sdm import api
 
             return getattr(api, name)
+        if name in _TYPES:
+            import importlib
+
+            return getattr(importlib.import_module(_TYPES[name]), name)
         return super().__getattribute__(name)
 
 

@@ -10,23 +10,24 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from sdm.errors import BadInput, SdmError
 
 if TYPE_CHECKING:
     from sdm.catalog.load import Catalog
     from sdm.catalog.model import Model
-    from sdm.config import Resolved, Settings
+    from sdm.config import Settings
     from sdm.convert import Converted
     from sdm.formats.pickle_scan import ScanResult
     from sdm.formats.probe import Probe
-    from sdm.health import Check, Partial
+    from sdm.health import Usage, VerifyReport
     from sdm.importer import Imported
+    from sdm.manifest import Manifest
     from sdm.plan import Plan
-    from sdm.pull import Outcome, Reporter
+    from sdm.pull import Outcome, PullReport, Reporter
+    from sdm.settings import Resolved
     from sdm.store import Installed, Store
     from sdm.uilink import LinkReport
 
@@ -70,22 +71,6 @@ def info(model_id: str) -> tuple[Model, Path | None]:
 
 
 # --- the pull -------------------------------------------------------------------
-@dataclass
-class PullReport:
-    """What a pull planned and what became of each file."""
-
-    plans: list[Plan]
-    outcomes: list[Outcome] = field(default_factory=list)
-    failures: list[tuple[Plan, SdmError]] = field(default_factory=list)
-    dry_run: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    @property
-    def exit_code(self) -> int:
-        return max((error.exit_code for _, error in self.failures), default=0)
 
 
 class SilentReporter:
@@ -146,7 +131,7 @@ def pull(
     from sdm.download.http import Credentials, make_client
     from sdm.plan import Planner, PullOptions, dedupe, pin, plan_one
     from sdm.plan import companions as companions_of
-    from sdm.pull import Puller, Tuning, check_space, locate_all
+    from sdm.pull import Puller, PullReport, Tuning, check_space, locate_all
     from sdm.resolve import Request
     from sdm.sources.base import Context, all_tokens
     from sdm.specfile import read, single
@@ -235,19 +220,9 @@ def select(targets: Iterable[str], settings: Settings | None = None) -> list[Ins
     return chosen
 
 
-@dataclass
-class VerifyReport:
-    checks: list[Check]
-    partials: list[Partial]
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-
 def verify(targets: Sequence[str] = (), settings: Settings | None = None) -> VerifyReport:
     """Re-hash and header-check installed files against their records and the catalog."""
-    from sdm.health import partials
+    from sdm.health import VerifyReport, partials
     from sdm.health import verify as run
 
     checks = run(select(targets, settings), catalog())
@@ -276,16 +251,10 @@ def clean(dry_run: bool = False, settings: Settings | None = None) -> list[Path]
     return run(open_store(settings), dry_run)
 
 
-@dataclass(frozen=True)
-class Usage:
-    type: str
-    base: str
-    files: int
-    size: int
-
-
 def disk_usage(settings: Settings | None = None) -> list[Usage]:
     """Disk use by type and base, largest first."""
+    from sdm.health import Usage
+
     totals: dict[tuple[str, str], list[int]] = {}
     for item in open_store(settings).files():
         base = (item.record.base if item.record else None) or "unknown"
@@ -296,36 +265,11 @@ def disk_usage(settings: Settings | None = None) -> list[Usage]:
     return [Usage(t, b, n, s) for (t, b), (n, s) in rows]
 
 
-@dataclass
-class Manifest:
-    """`sdm export`: entries `sdm pull -f --frozen` reinstalls exactly."""
-
-    entries: list[dict[str, Any]]
-    skipped: int  # files without a record: sdm cannot tell where they came from
-
-
 def export(settings: Settings | None = None) -> Manifest:
-    found = catalog()
-    entries: list[dict[str, Any]] = []
-    skipped = 0
-    for item in open_store(settings).files():
-        record = item.record
-        origin = record.origin if record else None
-        if record is None or origin is None:
-            skipped += 1
-            continue
-        entry: dict[str, Any] = {"type": record.type, "sha256": record.sha256, "filename": item.path.name}
-        if record.converted_from is not None:
-            entry["convert"] = True
-        model = found.find(record.id) if record.id else None
-        variant = (record.variant or "").removesuffix("+fp16")
-        if model is not None and model.variant(variant) is not None:
-            entry = {"spec": model.id, "variant": variant, **entry}
-        else:
-            entry = {"spec": origin, **entry}
-        entry["source"] = origin
-        entries.append(entry)
-    return Manifest(entries, skipped)
+    """What `sdm export` prints: every recorded file, as `sdm pull -f --frozen` reinstalls it."""
+    from sdm.manifest import build
+
+    return build(open_store(settings), catalog())
 
 
 # --- files on disk ------------------------------------------------------------------

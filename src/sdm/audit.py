@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
     from sdm.catalog.load import Catalog
     from sdm.catalog.model import Model, Source, Variant
-    from sdm.config import Resolved
     from sdm.download.http import Credentials
+    from sdm.settings import Resolved
 
 Status = Literal["ok", "moved", "gone", "now gated", "size changed", "hash changed", "unreachable"]
 BROKEN: frozenset[str] = frozenset({"gone", "now gated", "size changed", "hash changed", "unreachable"})

@@ -11,7 +11,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sdm.settings import Resolved
 
 from sdm.errors import ConfigError
 
@@ -226,23 +229,8 @@ class Settings:
 
     def resolved(self) -> Resolved:
         """Every setting, parsed and typed, in one frozen value."""
+        from sdm.settings import Resolved
+
         values = {name: self.get(name) for name in KEYS}
         values["models_dir"] = self.models_dir
         return Resolved(**values)
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """The effective settings of one run (see KEYS for what each means)."""
-
-    models_dir: Path
-    layout: str
-    hf_token: str | None
-    civitai_token: str | None
-    hf_endpoint: str
-    civitai_endpoint: str
-    connections: int
-    segment_threshold: int
-    parallel: int
-    retries: int
-    stall_timeout: int

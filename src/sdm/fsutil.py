@@ -29,8 +29,10 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
-def write_json_atomic(path: Path, data: Any, mode: int = 0o644) -> None:
-    write_bytes_atomic(path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"), mode)
+def write_json_atomic(path: Path, data: Any, mode: int = 0o644, compact: bool = False) -> None:
+    """Indented and sorted for people; compact for caches, which are read on every run."""
+    text = json.dumps(data, separators=(",", ":")) if compact else json.dumps(data, indent=1, sort_keys=True)
+    write_bytes_atomic(path, text.encode("utf-8"), mode)
 
 
 def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:

@@ -69,6 +69,16 @@ def _catalog_sha(catalog: Any, model_id: str | None, variant: str | None) -> str
 
 
 @dataclass
+class Usage:
+    """Disk use of one type and base."""
+
+    type: str
+    base: str
+    files: int
+    size: int
+
+
+@dataclass
 class Partial:
     path: Path
     on_disk: int  # bytes the state says are downloaded
@@ -107,3 +117,13 @@ def clean(store: Store, dry_run: bool) -> list[Path]:
                 if not dry_run:
                     path.unlink(missing_ok=True)
     return removed
+
+
+@dataclass
+class VerifyReport:
+    checks: list[Check]
+    partials: list[Partial]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)

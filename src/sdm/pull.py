@@ -32,7 +32,7 @@ from sdm.vocab import PullStatus
 if TYPE_CHECKING:
     import httpx
 
-    from sdm.config import Resolved
+    from sdm.settings import Resolved
 
 DISK_MARGIN = 64 * 1024 * 1024
 
@@ -46,6 +46,24 @@ class Outcome:
     sha256: str
     elapsed: float
     warnings: tuple[str, ...] = ()
+
+
+@dataclass
+class PullReport:
+    """What a pull planned and what became of each file."""
+
+    plans: list[Plan]
+    outcomes: list[Outcome] = field(default_factory=list)
+    failures: list[tuple[Plan, SdmError]] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def exit_code(self) -> int:
+        return max((error.exit_code for _, error in self.failures), default=0)
 
 
 class Reporter(Protocol):

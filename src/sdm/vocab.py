@@ -9,8 +9,10 @@ layouts.py); see docs/architecture.md, "Add a model type".
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Literal, get_args
+
+# NamedTuples, not dataclasses: this module loads on every run, and a
+# dataclass costs about ten times as much to define.
+from typing import Literal, NamedTuple, get_args
 
 ModelType = Literal[
     "checkpoint",
@@ -37,8 +39,7 @@ Verdict = Literal["safe", "unknown", "dangerous"]
 Base = str
 
 
-@dataclass(frozen=True)
-class TypeInfo:
+class TypeInfo(NamedTuple):
     name: ModelType
     noun: str  # how messages name one: "a LoRA", "an embedding"
     civitai: tuple[str, ...] = ()  # Civitai model types that are this type
@@ -97,8 +98,7 @@ EXTENSION_FORMATS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class BaseInfo:
+class BaseInfo(NamedTuple):
     name: str
     family: str  # what a probe can tell apart: pony and illustrious are sdxl
     a1111: str  # the "sd version" A1111's NAME.json sidecar carries

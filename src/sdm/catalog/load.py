@@ -256,7 +256,8 @@ def _fingerprint(files: list[Path]) -> list[list[Any]]:
     out: list[list[Any]] = [[__version__]]
     for file in files:
         st = file.stat()
-        out.append([str(file.resolve()), st.st_mtime_ns, st.st_size])
+        # abspath, not resolve(): no syscall per path component on every run.
+        out.append([os.path.abspath(file), st.st_mtime_ns, st.st_size])
     return out
 
 
@@ -266,8 +267,12 @@ def _from_cache(cache: Path, fingerprint: list[list[Any]]) -> Catalog | None:
         if data.get("fingerprint") != fingerprint:
             return None
         catalog = Catalog()
+        origins: dict[str, Path] = {}  # one Path per file, not per model
         for entry in data["models"]:
-            catalog.add(Model.from_dict(entry["model"]), Path(entry["origin"]))
+            origin = origins.get(entry["origin"]) or origins.setdefault(
+                entry["origin"], Path(entry["origin"])
+            )
+            catalog.add(Model.from_dict(entry["model"]), origin)
         return catalog
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -278,9 +283,18 @@ def _to_cache(cache: Path, fingerprint: list[list[Any]], catalog: Catalog) -> No
 
     from sdm.fsutil import write_json_atomic
 
-    models = [{"model": asdict(m), "origin": str(catalog.origin[m.id])} for m in catalog]
+    models = [{"model": _compact(asdict(m)), "origin": str(catalog.origin[m.id])} for m in catalog]
     with contextlib.suppress(OSError):  # a read-only cache folder only costs speed
-        write_json_atomic(cache, {"fingerprint": fingerprint, "models": models})
+        write_json_atomic(cache, {"fingerprint": fingerprint, "models": models}, compact=True)
+
+
+def _compact(value: Any) -> Any:
+    """Without the null and empty fields (their defaults): a smaller cache parses faster."""
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items() if v is not None and v != () and v != [] and v != {}}
+    if isinstance(value, (list, tuple)):
+        return [_compact(v) for v in value]
+    return value
 
 
 def load() -> Catalog:
@@ -292,8 +306,12 @@ def load() -> Catalog:
     files = expand([builtin_dir()]) + expand(extra_sources())
     cache = _cache_file()
     fingerprint = _fingerprint(files)
+    # One parse per process: the API's functions each ask for the catalog.
+    if _loaded and _loaded[0][0] == fingerprint:
+        return _loaded[0][1]
     cached = _from_cache(cache, fingerprint)
     if cached is not None:
+        _loaded[:] = [(fingerprint, cached)]
         return cached
     catalog, problems = build(files)
     problems += cross_check(catalog)
@@ -301,4 +319,8 @@ def load() -> Catalog:
         more = f" (and {len(problems) - 1} more; run: sdm catalog check)" if len(problems) > 1 else ""
         raise CatalogError(f"invalid catalog: {problems[0]}{more}")
     _to_cache(cache, fingerprint, catalog)
+    _loaded[:] = [(fingerprint, catalog)]
     return catalog
+
+
+_loaded: list[tuple[list[list[Any]], Catalog]] = []

@@ -7,9 +7,9 @@ which keeps `sdm search` fast.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, TypeVar
 
 from sdm.vocab import BASES, FORMATS, MODEL_TYPES, PICKLE_FORMATS, PRECISIONS, WEIGHTS
 
@@ -27,6 +27,30 @@ __all__ = [
     "Source",
     "Variant",
 ]
+
+
+T = TypeVar("T")
+_DEFAULTS: dict[type, tuple[dict[str, Any], dict[str, Callable[[], Any]]]] = {}
+
+
+def _build(cls: type[T], values: dict[str, Any]) -> T:
+    """An instance from validated data (the schema's output or the cache) without
+    running __init__: a frozen dataclass's __init__ sets every field through
+    object.__setattr__, and each run builds over a thousand of these objects."""
+    if cls not in _DEFAULTS:
+        declared = fields(cls)  # type: ignore[arg-type]
+        plain = {f.name: f.default for f in declared if f.default is not MISSING}
+        made = {f.name: f.default_factory for f in declared if f.default_factory is not MISSING}
+        _DEFAULTS[cls] = (plain, made)
+    plain, made = _DEFAULTS[cls]
+    obj = object.__new__(cls)
+    state = obj.__dict__
+    state.update(plain)
+    for name, factory in made.items():
+        if name not in values:
+            state[name] = factory()
+    state.update(values)
+    return obj
 
 
 @dataclass(frozen=True)
@@ -72,11 +96,14 @@ class Source:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Source:
         hf, civitai = data.get("hf"), data.get("civitai")
-        return cls(
-            hf=HFSource(**hf) if hf else None,
-            civitai=CivitaiSource(**civitai) if civitai else None,
-            url=data.get("url"),
-            uri=data.get("uri"),
+        return _build(
+            cls,
+            {
+                "hf": _build(HFSource, hf) if hf else None,
+                "civitai": _build(CivitaiSource, civitai) if civitai else None,
+                "url": data.get("url"),
+                "uri": data.get("uri"),
+            },
         )
 
 
@@ -101,10 +128,10 @@ class Variant:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Variant:
-        fields = dict(data)
-        fields["source"] = Source.from_dict(fields["source"])
-        fields["mirrors"] = tuple(Source.from_dict(m) for m in fields.get("mirrors") or ())
-        return cls(**fields)
+        values = dict(data)
+        values["source"] = Source.from_dict(values["source"])
+        values["mirrors"] = tuple(Source.from_dict(m) for m in values.get("mirrors") or ())
+        return _build(cls, values)
 
 
 @dataclass(frozen=True)
@@ -162,12 +189,12 @@ class Model:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Model:
-        fields = dict(data)
-        fields["variants"] = tuple(Variant.from_dict(v) for v in fields["variants"])
-        hints = dict(fields.get("hints") or {})
+        values = dict(data)
+        values["variants"] = tuple(Variant.from_dict(v) for v in values["variants"])
+        hints = dict(values.get("hints") or {})
         for key in ("trigger_words", "companions"):
             hints[key] = tuple(hints.get(key) or ())
-        fields["hints"] = Hints(**hints)
+        values["hints"] = _build(Hints, hints)
         for key in ("aliases", "tags", "requires"):
-            fields[key] = tuple(fields.get(key) or ())
-        return cls(**fields)
+            values[key] = tuple(values.get(key) or ())
+        return _build(cls, values)

@@ -18,8 +18,11 @@ EXACT, PREFIX, WORD, WORD_PREFIX, DESCRIPTION = 100, 80, 60, 45, 20
 _WORDS = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
 
 
+_SEPARATORS = re.compile(r"[\s_]+")
+
+
 def _norm(text: str) -> str:
-    return re.sub(r"[\s_]+", "-", text.strip().lower())
+    return _SEPARATORS.sub("-", text.strip().lower())
 
 
 def _words(text: str) -> set[str]:
@@ -39,11 +42,15 @@ def score(model: Model, query: str) -> tuple[int, int]:
         return EXACT, 0
     if any(k.startswith(q) for k in _keys(model)) or _norm(model.name).startswith(q):
         return PREFIX, 0
+    terms = _words(query) or {q}
+    text = " ".join((model.name, *model.tags, model.description)).lower()
+    if not all(term in text for term in terms):
+        return 0, 0  # every term must match below; most of the catalog fails this cheap test
     tier, strength = 0, 0
     name_words = _words(model.name)
     tags = {_norm(t) for t in model.tags}
     description = model.description.lower()
-    for term in _words(query) or {q}:
+    for term in terms:
         if term in name_words or term in tags:
             best = WORD
         elif any(w.startswith(term) for w in name_words | tags):

@@ -1,37 +1,79 @@
-"""sdm's command line. Each module registers one group of commands on `app`."""
+"""sdm's command line. Each module registers one group of commands on `app`.
+
+`sdm.cli.app` is the whole application, every command registered (for tests,
+docs and anyone embedding it). The `sdm` executable loads only the module of
+the command it runs: typer builds every registered command on every run, and
+building twenty of them costs more than the catalog search itself.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
+from typing import Any
 
-from sdm.cli import (
-    catalog_cmds,
-    config_cmds,
-    convert_cmd,
-    health_cmds,
-    import_cmd,
-    pull_cmd,
-    scan_cmd,
-    store_cmds,
-)
-from sdm.cli.app import app
+# Which module registers each top-level command.
+COMMANDS = {
+    "search": "catalog_cmds",
+    "info": "catalog_cmds",
+    "catalog": "catalog_cmds",
+    "config": "config_cmds",
+    "convert": "convert_cmd",
+    "probe": "health_cmds",
+    "verify": "health_cmds",
+    "clean": "health_cmds",
+    "rm": "health_cmds",
+    "du": "health_cmds",
+    "import": "import_cmd",
+    "link": "import_cmd",
+    "unlink": "import_cmd",
+    "pull": "pull_cmd",
+    "scan": "scan_cmd",
+    "list": "store_cmds",
+    "export": "store_cmds",
+}
+# Global options that take a value (before the command).
+_VALUE_OPTIONS = {"--home"}
 
-__all__ = ["app", "main"]
-_registered = (
-    catalog_cmds,
-    config_cmds,
-    convert_cmd,
-    health_cmds,
-    import_cmd,
-    pull_cmd,
-    scan_cmd,
-    store_cmds,
-)
+__all__ = ["COMMANDS", "app", "main"]
+
+
+def load_commands(modules: list[str] | None = None) -> Any:
+    """Register the given command modules (all of them by default); returns the app."""
+    for name in modules if modules is not None else sorted(set(COMMANDS.values())):
+        importlib.import_module(f"sdm.cli.{name}")
+    from sdm.cli.base import app
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return load_commands()
+    raise AttributeError(f"module 'sdm.cli' has no attribute {name!r}")
+
+
+def _command_module(argv: list[str]) -> str | None:
+    """The module of the command argv runs, or None when all are needed (help, typos)."""
+    args = iter(argv)
+    for arg in args:
+        if arg in _VALUE_OPTIONS:
+            next(args, None)
+        elif arg.startswith("--home="):
+            continue
+        elif arg.startswith("-"):
+            if arg in ("--help", "-h"):
+                return None
+        else:
+            return COMMANDS.get(arg)
+    return None
 
 
 def main() -> None:
+    module = _command_module(sys.argv[1:])
+    app = load_commands([module] if module else None)
     try:
         app()
         code: int | str | None = 0

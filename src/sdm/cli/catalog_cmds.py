@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sdm.cli.app import app
+from sdm.cli.base import app
 from sdm.cli.output import echo, handle_errors, human_size, print_json, print_table
 from sdm.errors import BadInput
 
@@ -65,7 +65,6 @@ def search(
     """Search the model catalog (works offline)."""
     from sdm import api
     from sdm.catalog import BASES, MODEL_TYPES
-    from sdm.jsonout import model_summary
 
     catalog = api.catalog()
     types = check_choices(type_, MODEL_TYPES, "type")
@@ -73,6 +72,8 @@ def search(
     bases = check_choices(base, (*BASES, *sorted({m.base for m in catalog} - set(BASES))), "base")
     results = api.search(query, types, bases)
     if as_json:
+        from sdm.jsonout import model_summary
+
         print_json([model_summary(m) for m in results])
         return
     if not results:
@@ -218,7 +219,7 @@ def _check_online(catalog: "Catalog", as_json: bool) -> None:
     from dataclasses import asdict
 
     from sdm.audit import check_online
-    from sdm.cli.app import settings
+    from sdm.cli.base import settings
 
     checks = check_online(catalog, settings().resolved())
     if as_json:

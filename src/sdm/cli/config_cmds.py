@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from sdm.cli.app import app, settings
+from sdm.cli.base import app, settings
 from sdm.cli.output import echo, handle_errors, print_json, print_table
 
 config_app = typer.Typer(help="Read and change sdm's configuration file.", no_args_is_help=True)

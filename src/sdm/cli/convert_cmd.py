@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from sdm.cli.app import app
+from sdm.cli.base import app
 from sdm.cli.output import echo, handle_errors, human_size, print_json
 from sdm.errors import BadInput
 

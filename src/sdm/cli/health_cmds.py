@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from sdm.cli.app import app, settings
+from sdm.cli.base import app, settings
 from sdm.cli.catalog_cmds import JsonOpt
 from sdm.cli.output import echo, handle_errors, human_size, print_json, print_table, stdin_is_tty
 from sdm.errors import BadInput, SdmError

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from sdm.cli.app import app, settings
+from sdm.cli.base import app, settings
 from sdm.cli.catalog_cmds import JsonOpt, check_choices
 from sdm.cli.output import echo, handle_errors, print_json
 from sdm.errors import BadInput

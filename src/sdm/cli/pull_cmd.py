@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sdm.cli.app import app, settings
+from sdm.cli.base import app, settings
 from sdm.cli.output import (
     echo,
     handle_errors,

@@ -1,6 +1,6 @@
 """Commands that read the store: list."""
 
-from sdm.cli.app import app, settings
+from sdm.cli.base import app, settings
 from sdm.cli.catalog_cmds import BaseOpt, JsonOpt, TypeOpt, check_choices
 from sdm.cli.output import echo, handle_errors, human_size, print_json, print_table
 

@@ -20,10 +20,10 @@ from sdm.errors import BadInput
 if TYPE_CHECKING:
     import httpx
 
-    from sdm.config import Resolved
     from sdm.download.http import Credentials
     from sdm.download.location import Location, Locator
     from sdm.resolve import Request
+    from sdm.settings import Resolved
 
 ENTRY_POINT_GROUP = "sdm.sources"
 # The built-in sources, as "module:attribute" like an entry point names them; used

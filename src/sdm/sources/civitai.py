@@ -18,7 +18,7 @@ from sdm.vocab import base_from_civitai, format_from_extension, type_from_civita
 if TYPE_CHECKING:
     import httpx
 
-    from sdm.config import Resolved
+    from sdm.settings import Resolved
 
 HOSTS = {"civitai.com", "www.civitai.com", "civitai.green", "civitai.red", "www.civitai.red"}
 

@@ -17,7 +17,7 @@ from sdm.sources.common import AuthMessage, probe, request
 if TYPE_CHECKING:
     import httpx
 
-    from sdm.config import Resolved
+    from sdm.settings import Resolved
 
 HOSTS = {"huggingface.co", "www.huggingface.co", "hf.co"}
 
