@@ -379,6 +379,8 @@ class Puller:
         try:
             found = probe(partial, with_hashes=False, scanned=scanned)
         except SdmError:
+            if not self.opts.allow_unsafe:
+                raise  # a file the scan passed must read as a model: no tensors is no checkpoint
             return []  # unreadable by the probe (e.g. a pickle allowed with --allow-unsafe)
         why = "; ".join(found.evidence)
         if found.type and found.type != plan.type:
@@ -402,9 +404,9 @@ class Puller:
         self.reporter.status(plan, "scanning the pickle's imports")
         found = scan(partial)
         why = "; ".join(found.reasons[:3])
-        if found.verdict == "dangerous":
+        if found.verdict in ("dangerous", "malformed"):
             raise UnsafeFile(
-                f"{plan.filename} is dangerous, refusing it: {why}",
+                f"{plan.filename} is {found.verdict}, refusing it: {why}",
                 hint="this file can run code when loaded; do not use it",
             )
         if found.verdict == "unknown":

@@ -6,10 +6,10 @@ import zipfile
 from pathlib import Path
 
 from sdm.errors import VerificationFailed
-from sdm.formats.safetensors_header import HeaderError, read_header
+from sdm.formats.identify import identify
 from sdm.formats.sniff import sniff
 
-PICKLE_KINDS = ("zip", "pickle", "legacy-torch")
+PICKLE_KINDS = ("torch-zip", "torch-legacy", "torch-tar", "torchscript", "pickle")
 
 
 def check_header(path: Path, expected_format: str | None) -> str:
@@ -18,22 +18,21 @@ def check_header(path: Path, expected_format: str | None) -> str:
     if found.is_error_page:
         line = f": {found.first_line}" if found.first_line else ""
         raise VerificationFailed(f"the server sent a {found.kind} page, not a model{line}")
-    if found.kind == "safetensors":
-        try:
-            read_header(path)
-        except HeaderError as exc:
-            raise VerificationFailed(f"not a valid safetensors file: {exc}") from None
+    ident = identify(path)  # the format by full validation, never by magic bytes
+    if ident.kind in ("safetensors", "gguf") and ident.verdict != "safe":
+        raise VerificationFailed(ident.why)
+    if ident.kind == "safetensors":
         kind = "safetensors"
-    elif found.kind in PICKLE_KINDS:
-        if found.kind == "zip":
+    elif ident.kind in PICKLE_KINDS:
+        if ident.kind == "torch-zip":
             _check_torch_zip(path)
         kind = "pickle"
-    elif found.kind == "gguf":
+    elif ident.kind == "gguf":
         kind = "gguf"
     else:
         raise VerificationFailed("the file is neither safetensors nor a PyTorch checkpoint")
     if expected_format == "safetensors" and kind != "safetensors":
-        raise VerificationFailed(f"expected a safetensors file, got a {found.kind} file")
+        raise VerificationFailed(f"expected a safetensors file, got a {ident.kind} file")
     if expected_format in ("ckpt", "pt", "bin") and kind != "pickle":
         raise VerificationFailed(f"expected a PyTorch checkpoint, got a {kind} file")
     return kind
