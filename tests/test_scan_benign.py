@@ -235,3 +235,12 @@ def test_probe_reads_gguf_by_its_validated_header(sdm, tmp_path):
     )
     path.write_bytes(out.getvalue()[:-40])
     assert scan(sdm, path)["verdict"] == "malformed"
+
+
+def test_pull_never_places_a_pickle_under_a_data_format_extension(sdm, hub, store):
+    from modelfiles import small_checkpoint
+
+    hub.add_hf("odd/model", "model.gguf", small_checkpoint())
+    result = sdm("pull", "hf://odd/model/model.gguf", "--type", "checkpoint")
+    assert result.code == 1 and "gguf" in result.err, result
+    assert not list(store.rglob("model.gguf"))

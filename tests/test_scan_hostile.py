@@ -213,3 +213,23 @@ def test_every_file_keeps_its_own_result(sdm, tmp_path):
     assert reports[str(files[2])]["verdict"] == "dangerous"
     assert "past the end" in " ".join(reports[str(files[3])]["reasons"])
     assert not (tmp_path / "never").exists()
+
+
+def test_zip_headers_python_cannot_read_are_a_verdict_not_a_crash(sdm, tmp_path):
+    # Found by fuzzing: zipfile raises NotImplementedError or UnicodeDecodeError on these.
+    data = small_checkpoint()
+    central = data.index(b"PK\x01\x02")
+    odd_version = bytearray(data)
+    odd_version[central + 6] = 178  # "version needed to extract": 17.8
+    bad_name = bytearray(data)
+    bad_name[central + 9] |= 0x08  # general purpose flags, bit 11 (0x800): names are UTF-8
+    name_at = central + 46
+    bad_name[name_at + 2] = 0xE3
+    for name, raw in (("version", odd_version), ("utf8", bad_name)):
+        path = tmp_path / f"{name}.ckpt"
+        path.write_bytes(bytes(raw))
+        assert verdict(sdm, path)["verdict"] in ("dangerous", "malformed")
+        for command in (["probe", str(path)], ["convert", str(path)]):
+            result = sdm(*command)
+            assert result.code == 1 and "internal error" not in result.err, result
+            assert result.err.startswith("sdm: error:"), result

@@ -419,6 +419,8 @@ class Puller:
         return []
 
     def _verify(self, plan: Plan, partial: Path, result: engine.Result) -> list[str]:
+        from sdm.formats.identify import extension_conflict
+
         self.reporter.status(plan, "verifying")
         warnings: list[str] = []
         if plan.size is not None and result.size != plan.size:
@@ -430,6 +432,9 @@ class Puller:
             )
         # The header first: an HTML page is reported as such, not as a bad hash.
         kind = check_header(partial, plan.format)
+        conflict = extension_conflict(plan.dest, kind)
+        if conflict:
+            raise VerificationFailed(f"{plan.filename}: {conflict}")
         if kind == "pickle":
             warnings += self._scan(plan, partial)
         warnings += self._probe(plan, partial, scanned=kind == "pickle")

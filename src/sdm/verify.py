@@ -42,7 +42,7 @@ def _check_torch_zip(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise VerificationFailed(f"broken zip checkpoint: {exc}") from None
     if not any(n.endswith("data.pkl") for n in names):
         raise VerificationFailed("zip file without a data.pkl: not a PyTorch checkpoint")

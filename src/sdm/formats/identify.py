@@ -12,7 +12,10 @@ problem becomes a verdict and a reason.
 
 from __future__ import annotations
 
+import struct
 import tarfile
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +92,17 @@ def scan_file(path: Path) -> ScanResult:
         result.flag("unknown", f"cannot read it: {exc.strerror or exc}")
     except (MemoryError, RecursionError) as exc:  # a budget sdm forgot: still one line
         result.flag("malformed", f"beyond sdm's budget ({type(exc).__name__})")
+    except (
+        ValueError,
+        EOFError,
+        NotImplementedError,
+        struct.error,
+        zlib.error,
+        zipfile.BadZipFile,
+        tarfile.TarError,
+    ) as exc:
+        # A parse error a reader did not expect: still a verdict, never a traceback.
+        result.flag("malformed", f"unreadable ({type(exc).__name__}: {str(exc)[:120]})")
     if result.verdict == "unknown" and not result.reasons:
         result.reasons.append("not a pickle or any model format sdm knows")
     return result
@@ -201,8 +215,6 @@ def _tar_header(head: bytes) -> bool:
 
 
 def _zip(path: Path, result: ScanResult) -> None:
-    import zipfile
-
     from sdm.formats import npy, pickle_scan
 
     try:
@@ -212,7 +224,7 @@ def _zip(path: Path, result: ScanResult) -> None:
                 result.format = "npz"
                 npy.scan_npz(archive, result)
                 return
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
         pass  # scan_zip reports it
     result.format = "torch-zip"
     pickle_scan.scan_zip(path, result)

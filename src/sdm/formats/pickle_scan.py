@@ -101,7 +101,15 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, result: ScanRe
     try:
         with archive.open(info) as fh:
             data = fh.read(MAX_PICKLE_BYTES + 1)
-    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, EOFError, zlib.error) as exc:
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        RuntimeError,
+        NotImplementedError,
+        EOFError,
+        zlib.error,
+        ValueError,
+    ) as exc:
         # Name mismatches, bad CRCs, odd flags: torch's lenient reader may still
         # load what Python's zipfile refuses (CVE-2025-1944/1945/10156).
         result.flag("dangerous", f"{info.filename}: malformed zip member ({exc})")
@@ -117,7 +125,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, result: ScanRe
 def scan_zip(path: Path, result: ScanResult) -> None:
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         result.flag("dangerous", f"broken zip archive ({exc}): torch may read what a check cannot")
         return
     with archive:

@@ -51,7 +51,7 @@ class Checkpoint:
         elif found.kind == "torch-zip":
             try:
                 self._archive = zipfile.ZipFile(path)
-            except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
                 raise VerificationFailed(f"{path}: damaged checkpoint ({exc})") from None
             names = [n for n in self._archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
             self._prefix = names[0][: -len("data.pkl")]
