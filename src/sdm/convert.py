@@ -21,10 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdm.errors import BadInput, UnsafeFile, VerificationFailed
+from sdm.errors import BadInput, VerificationFailed
 
 CHUNK = 16 * 1024 * 1024
 ITEMSIZE = {
+    "U16": 2,
+    "U32": 4,
+    "U64": 8,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
     "F32": 4,
     "F64": 8,
     "BF16": 2,
@@ -47,6 +52,11 @@ NUMPY = {
     "U8": "u1",
     "BOOL": "?",
     "BF16": "<u2",
+    "U16": "<u2",
+    "U32": "<u4",
+    "U64": "<u8",
+    "F8_E4M3": "u1",  # numpy has no fp8: the bits pass through, never cast
+    "F8_E5M2": "u1",
 }
 
 
@@ -81,22 +91,27 @@ def _numpy() -> Any:
 
 
 def sources_of(path: Path) -> dict[str, Source]:
-    """Every tensor of a checkpoint (torch pickle formats or safetensors)."""
-    from sdm.formats.sniff import sniff
+    """Every tensor of a checkpoint (torch pickle formats or safetensors), read only when
+    identify() calls the file safe; a view that repeats or leaves its storage, or tensors
+    adding up to far more bytes than the file holds, are refused before anything is read."""
+    from sdm.formats.identify import identify
+    from sdm.formats.torch_reader import Checkpoint, refuse
 
-    if sniff(path).kind == "safetensors":
+    found = identify(path)
+    if found.kind == "safetensors" and found.verdict == "safe":
         return _safetensors_sources(path)
-    from sdm.formats.pickle_scan import scan
-
-    verdict = scan(path)
-    if verdict.verdict != "safe":
-        raise UnsafeFile(
-            f"refusing to convert {path.name}: {verdict.verdict} ({'; '.join(verdict.reasons[:3])})",
-            hint=f"see: sdm scan {path}",
+    refuse(found)
+    if found.kind not in ("torch-zip", "torch-legacy", "pickle"):
+        raise BadInput(f"cannot convert {path.name}: it is {found.kind}, not a checkpoint")
+    checkpoint = Checkpoint(path, found)
+    for name, ref in checkpoint.tensors.items():
+        if ref.storage.dtype not in ITEMSIZE:
+            raise BadInput(f"cannot convert {path.name}: tensor {name} is {ref.storage.dtype}")
+    total = sum(ref.nbytes for ref in checkpoint.tensors.values())
+    if total > 4 * path.stat().st_size + (64 << 20):
+        raise VerificationFailed(
+            f"{path}: malformed: its tensors add up to {total} bytes from a {path.stat().st_size}-byte file"
         )
-    from sdm.formats.torch_reader import Checkpoint
-
-    checkpoint = Checkpoint(path)
     np = _numpy()
     out: dict[str, Source] = {}
     for name, ref in checkpoint.tensors.items():

@@ -35,7 +35,7 @@ def verify(items: Iterable[Installed], catalog: Any) -> list[Check]:
         record = item.record
         try:
             kind = check_header(item.path, None)
-            if kind == "pickle" and scan(item.path).verdict == "dangerous":
+            if kind == "pickle" and scan(item.path).verdict in ("dangerous", "malformed"):
                 checks.append(Check(item.path, False, "its pickle can run code (sdm scan)", item.id))
                 continue
             digest = compute(item.path, kind == "safetensors").sha256

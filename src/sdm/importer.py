@@ -102,16 +102,23 @@ def claim(tmp: Path, dest: Path) -> None:
     tmp.unlink()
 
 
-def _unknown_pickle(path: Path, error: UnsafeFile, allow_unsafe: bool) -> Any:
-    """With --allow-unsafe, a pickle of unknown (never dangerous) imports is taken as is."""
+def _unknown_pickle(path: Path, error: UnsafeFile, allow_unsafe: bool, catalog: Any = None) -> Any:
+    """With --allow-unsafe, a pickle of unknown (never dangerous) imports is taken as is,
+    its type told from the tensor names the scan found."""
     from sdm.formats.hashes import compute
-    from sdm.formats.pickle_scan import scan
-    from sdm.formats.probe import Probe
+    from sdm.formats.identify import identify
+    from sdm.formats.probe import Probe, probe
 
-    if not allow_unsafe or scan(path).verdict != "unknown":
+    if not allow_unsafe:
         return None
-    found = Probe(path, path.suffix.lstrip(".").lower() or "pt")
-    found.sha256 = compute(path, False).sha256
+    try:
+        found = probe(path, catalog, allow_unknown=True)
+    except SdmError:
+        if identify(path).verdict != "unknown":
+            return None
+        # No tensors sdm can see (they may sit inside objects it does not build): as is.
+        found = Probe(path, path.suffix.lstrip(".").lower() or "pt")
+        found.sha256 = compute(path, False).sha256
     found.evidence.append(f"accepted with --allow-unsafe: {error.message}")
     return found
 
@@ -124,6 +131,7 @@ def import_files(
     forced_type: str | None = None,
     allow_unsafe: bool = False,
 ) -> list[Imported]:
+    from sdm.formats.identify import extension_conflict
     from sdm.formats.probe import probe
 
     store.ensure_dirs()
@@ -136,12 +144,16 @@ def import_files(
         try:
             found = probe(path, catalog)
         except UnsafeFile as exc:
-            found = _unknown_pickle(path, exc, allow_unsafe)
+            found = _unknown_pickle(path, exc, allow_unsafe, catalog)
             if found is None:
                 results.append(Imported(path, "skipped", reason=exc.message))
                 continue
         except SdmError as exc:
             results.append(Imported(path, "skipped", reason=exc.message))
+            continue
+        conflict = extension_conflict(path, found.format)
+        if conflict:
+            results.append(Imported(path, "skipped", reason=conflict))
             continue
         kind = forced_type or found.type or folder_type(path)
         if kind is None:

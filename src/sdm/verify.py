@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sdm.errors import SdmError, UnsafeFile, VerificationFailed
-from sdm.formats.safetensors_header import HeaderError, read_header
+from sdm.formats.identify import identify
 from sdm.formats.sniff import sniff
 from sdm.vocab import PICKLE_FORMATS, base_family
 
 if TYPE_CHECKING:
     from sdm.formats.probe import Probe
 
-PICKLE_KINDS = ("zip", "pickle", "legacy-torch")
+PICKLE_KINDS = ("torch-zip", "torch-legacy", "torch-tar", "torchscript", "pickle")
 
 
 def check_header(path: Path, expected_format: str | None) -> str:
@@ -25,22 +25,21 @@ def check_header(path: Path, expected_format: str | None) -> str:
     if found.is_error_page:
         line = f": {found.first_line}" if found.first_line else ""
         raise VerificationFailed(f"the server sent a {found.kind} page, not a model{line}")
-    if found.kind == "safetensors":
-        try:
-            read_header(path)
-        except HeaderError as exc:
-            raise VerificationFailed(f"not a valid safetensors file: {exc}") from None
+    ident = identify(path)  # the format by full validation, never by magic bytes
+    if ident.kind in ("safetensors", "gguf") and ident.verdict != "safe":
+        raise VerificationFailed(ident.why)
+    if ident.kind == "safetensors":
         kind = "safetensors"
-    elif found.kind in PICKLE_KINDS:
-        if found.kind == "zip":
+    elif ident.kind in PICKLE_KINDS:
+        if ident.kind == "torch-zip":
             _check_torch_zip(path)
         kind = "pickle"
-    elif found.kind == "gguf":
+    elif ident.kind == "gguf":
         kind = "gguf"
     else:
         raise VerificationFailed("the file is neither safetensors nor a PyTorch checkpoint")
     if expected_format == "safetensors" and kind != "safetensors":
-        raise VerificationFailed(f"expected a safetensors file, got a {found.kind} file")
+        raise VerificationFailed(f"expected a safetensors file, got a {ident.kind} file")
     if expected_format in PICKLE_FORMATS and kind != "pickle":
         raise VerificationFailed(f"expected a PyTorch checkpoint, got a {kind} file")
     return kind
@@ -50,7 +49,7 @@ def _check_torch_zip(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise VerificationFailed(f"broken zip checkpoint: {exc}") from None
     if not any(n.endswith("data.pkl") for n in names):
         raise VerificationFailed("zip file without a data.pkl: not a PyTorch checkpoint")
@@ -105,10 +104,15 @@ def verify_download(
         raise VerificationFailed(f"{name}: size {size} bytes, expected {expected.size}")
     warnings: list[str] = []
     kind = check_header(path, expected.format)
+    from sdm.formats.identify import extension_conflict
+
+    conflict = extension_conflict(Path(name), kind)  # a UI picks its loader by the extension
+    if conflict:
+        raise VerificationFailed(f"{name}: {conflict}")
     if kind == "pickle":
         on_status("scanning the pickle's imports")
         warnings += _scan(path, name, allow_unsafe)
-    found = _probe(path, scanned=kind == "pickle")
+    found = _probe(path, scanned=kind == "pickle", allow_unsafe=allow_unsafe)
     if found is not None:
         why = "; ".join(found.evidence)
         if found.type and found.type != expected.type:
@@ -138,9 +142,9 @@ def _scan(path: Path, name: str, allow_unsafe: bool) -> list[str]:
 
     found = scan(path)
     why = "; ".join(found.reasons[:3])
-    if found.verdict == "dangerous":
+    if found.verdict in ("dangerous", "malformed"):
         raise UnsafeFile(
-            f"{name} is dangerous, refusing it: {why}",
+            f"{name} is {found.verdict}, refusing it: {why}",
             hint="this file can run code when loaded; do not use it",
         )
     if found.verdict == "unknown":
@@ -153,10 +157,12 @@ def _scan(path: Path, name: str, allow_unsafe: bool) -> list[str]:
     return []
 
 
-def _probe(path: Path, scanned: bool) -> Probe | None:
+def _probe(path: Path, scanned: bool, allow_unsafe: bool) -> Probe | None:
     from sdm.formats.probe import probe
 
     try:
         return probe(path, with_hashes=False, scanned=scanned)
     except SdmError:
-        return None  # unreadable by the probe (e.g. a pickle allowed with --allow-unsafe)
+        if not allow_unsafe:
+            raise  # a file the scan passed must read as a model: no tensors is no checkpoint
+        return None  # unreadable by the probe (a pickle accepted with --allow-unsafe)

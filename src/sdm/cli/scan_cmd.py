@@ -18,8 +18,10 @@ def scan(
 ) -> None:
     """Check .ckpt/.pt/.bin files for code that would run when loaded, without running them.
 
-    Safe: every import is something a PyTorch checkpoint needs. Dangerous: an import
-    that can run code. Unknown: anything else. Exit 0 only when every file is safe.
+    Safe: every import is something a PyTorch checkpoint needs, or a data-only format
+    validated in full. Dangerous: an import or shape that can run code. Malformed: it
+    does not parse the way a loader reads it, or exceeds sdm's budgets. Unknown:
+    anything else. Exit 0 only when every file is safe (see docs/scanning.md).
     """
     from sdm import api
     from sdm.jsonout import scan_json

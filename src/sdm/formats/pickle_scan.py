@@ -1,213 +1,42 @@
 """Scanning pickle-based checkpoints (.ckpt/.pt/.bin) without running them.
 
-Every pickle stream in the file (torch's zip format, the legacy format,
-plain pickles of any protocol) is walked opcode by opcode with
-pickletools.genops, which parses and never executes. A symbolic stack
-follows each opcode's declared stack effect, so the module and name of a
-STACK_GLOBAL are recovered even when they come from the memo. The verdict
-is an allow list, not a deny list: "safe" only when every global is one a
-PyTorch checkpoint needs; "dangerous" when one can run code; else "unknown".
+Every pickle a loader would read is walked (pickle_vm): data.pkl and any other
+pickle in torch's zip format, the five pickles of the legacy format whatever
+their protocol, every pickle in the members of the old tar format, and plain
+pickles back to back to the end of the file. The verdict is an allow list
+(allowlist.py): "safe" only when every import is one a checkpoint needs and
+every pickle parses the way a loader reads it; see docs/scanning.md.
 """
 
 from __future__ import annotations
 
-import io
-import pickletools
+import mmap
+import struct
+import tarfile
 import zipfile
-from dataclasses import dataclass, field
+import zlib
+from collections import Counter
 from pathlib import Path
-from typing import IO
 
-from sdm.formats.sniff import sniff
+from sdm.formats.allowlist import DANGEROUS_MODULES, DANGEROUS_NAMES, SAFE_GLOBALS, classify
+from sdm.formats.pickle_ops import OPS, Buffer
+from sdm.formats.pickle_values import Global
+from sdm.formats.pickle_vm import walk
+from sdm.formats.tensors import STORAGES
+from sdm.formats.verdict import ScanResult
 
-SAFE_GLOBALS = frozenset(
-    {
-        "collections.OrderedDict",
-        "torch._utils._rebuild_tensor",
-        "torch._utils._rebuild_tensor_v2",
-        "torch._utils._rebuild_parameter",
-        "torch._utils._rebuild_parameter_with_state",
-        "torch._utils._rebuild_device_tensor_from_numpy",
-        "torch._tensor._rebuild_from_type_v2",
-        "torch.Size",
-        "torch.Tensor",
-        "torch.device",
-        *(
-            f"torch.{kind}Storage"
-            for kind in (
-                "Float",
-                "Half",
-                "BFloat16",
-                "Double",
-                "Long",
-                "Int",
-                "Short",
-                "Char",
-                "Byte",
-                "Bool",
-                "ComplexFloat",
-                "ComplexDouble",
-                "QUInt8",
-                "QInt8",
-                "QInt32",
-                "QUInt4x2",
-                "QUInt2x4",
-                "Untyped",
-            )
-        ),
-        "torch.storage.UntypedStorage",
-        "torch.storage.TypedStorage",
-        *(
-            f"torch.{dtype}"
-            for dtype in (
-                "float16",
-                "float32",
-                "float64",
-                "bfloat16",
-                "half",
-                "float",
-                "double",
-                "int8",
-                "uint8",
-                "int16",
-                "int32",
-                "int64",
-                "bool",
-                "long",
-                "int",
-            )
-        ),
-        "torch.nn.modules.container.ParameterDict",  # original textual-inversion embeddings
-        "numpy.dtype",
-        "numpy.ndarray",
-        "numpy.core.multiarray.scalar",
-        "numpy.core.multiarray._reconstruct",
-        "numpy._core.multiarray.scalar",
-        "numpy._core.multiarray._reconstruct",
-        "_codecs.encode",
-        "builtins.set",
-        "__builtin__.set",
-        "builtins.frozenset",
-        "builtins.bytearray",
-        "builtins.slice",
-        "builtins.complex",
-        # Lightning writes its callback's class into SD 1.x .ckpt files.
-        "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
-    }
-)
+__all__ = [
+    "DANGEROUS_MODULES",
+    "DANGEROUS_NAMES",
+    "SAFE_GLOBALS",
+    "ScanResult",
+    "classify",
+    "scan",
+]
 
-# A module here, or any module below it, can run code or touch the system.
-DANGEROUS_MODULES = frozenset(
-    {
-        "os",
-        "posix",
-        "nt",
-        "subprocess",
-        "_posixsubprocess",
-        "sys",
-        "socket",
-        "ssl",
-        "shutil",
-        "runpy",
-        "pty",
-        "pickle",
-        "_pickle",
-        "pip",
-        "ensurepip",
-        "pdb",
-        "bdb",
-        "asyncio",
-        "ctypes",
-        "importlib",
-        "code",
-        "codeop",
-        "marshal",
-        "types",
-        "webbrowser",
-        "urllib",
-        "http",
-        "httplib",
-        "requests",
-        "aiohttp",
-        "multiprocessing",
-        "threading",
-        "_thread",
-        "signal",
-        "tempfile",
-        "platform",
-        "commands",
-        "timeit",
-        "profile",
-        "cProfile",
-        "pydoc",
-        "site",
-        "atexit",
-        "_interpreters",
-        "io",
-        "_io",
-        "logging",
-        "dill",
-        "joblib",
-        "cloudpickle",
-        "inspect",
-        "pkgutil",
-        "zipimport",
-        "ftplib",
-        "smtplib",
-        "telnetlib",
-        "imaplib",
-        "poplib",
-        "xmlrpc",
-        "numpy.f2py",
-        "numpy.testing",
-        "torch.serialization",
-        "torch._inductor",
-        "torch.utils.collect_env",
-        "torch.hub",
-        "torch.jit",
-        "torch.ops",
-        "torch._dynamo",
-    }
-)
-DANGEROUS_NAMES = frozenset(
-    {
-        *(
-            f"{b}.{name}"
-            for b in ("builtins", "__builtin__")
-            for name in (
-                "eval",
-                "exec",
-                "execfile",
-                "compile",
-                "getattr",
-                "setattr",
-                "delattr",
-                "apply",
-                "open",
-                "breakpoint",
-                "__import__",
-                "input",
-                "globals",
-                "locals",
-                "vars",
-                "memoryview",
-                "help",
-                "exit",
-                "quit",
-            )
-        ),
-        "functools.partial",
-        "functools.reduce",
-        *(
-            f"{m}.{n}"
-            for m in ("operator", "_operator")
-            for n in ("attrgetter", "itemgetter", "methodcaller", "call")
-        ),
-    }
-)
-# torch's zip format: what torch.save writes (3.1 in the research notes).
+LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # the first pickle of torch's legacy format
+# torch's zip format: members that are never unpickled (3.1 in the research notes).
 ZIP_MEMBER_NAMES = (
-    "data.pkl",
     "version",
     "byteorder",
     ".data/version",
@@ -215,224 +44,214 @@ ZIP_MEMBER_NAMES = (
     ".format_version",
     ".storage_alignment",
 )
-MAX_STACK = 1_000_000
-MAX_MEMO = 1_000_000
-MAX_PICKLES = 16
+MAX_PICKLE_BYTES = 32 << 20  # one pickle read out of a zip or tar member
+MAX_TOTAL_BYTES = 256 << 20  # all pickles inflated from one archive
+MAX_MEMBERS = 200_000
+MAX_PICKLES = 64  # plain pickles back to back
 
 
-@dataclass
-class ScanResult:
-    path: Path
-    verdict: str = "safe"  # safe | dangerous | unknown
-    globals: list[str] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-    format: str = "pickle"
+def scan(path: Path) -> ScanResult:
+    """Scan one file: the verdict every command uses (see identify.identify)."""
+    from sdm.formats.identify import scan_file
 
-    def flag(self, verdict: str, reason: str) -> None:
-        rank = {"safe": 0, "unknown": 1, "dangerous": 2}
-        if rank[verdict] > rank[self.verdict]:
-            self.verdict = verdict
-        if reason not in self.reasons:
-            self.reasons.append(reason)
+    return scan_file(path)
 
 
-def classify(name: str) -> str:
-    if name in SAFE_GLOBALS:
-        return "safe"
-    if name in DANGEROUS_NAMES:
-        return "dangerous"
-    module = name.rsplit(".", 1)[0] if "." in name else name
-    parts = module.split(".")
-    if any(".".join(parts[:i]) in DANGEROUS_MODULES for i in range(1, len(parts) + 1)):
-        return "dangerous"
-    return "unknown"
+def _is_pickle_start(data: Buffer, at: int, end: int) -> bool:
+    return at < end and data[at : at + 1][0] in OPS
 
 
-class _Mark:
-    pass
-
-
-_MARK = _Mark()
-_UNKNOWN = object()
-
-
-def walk(stream: IO[bytes], result: ScanResult, where: str) -> bool:
-    """Walk one pickle from the stream's position; record its globals.
-
-    Returns True when it ended with STOP (the stream is then just past it).
-    """
-    stack: list[object] = []
-    memo: dict[int, object] = {}
-    try:
-        for opcode, arg, _pos in pickletools.genops(stream):
-            name = opcode.name
-            if name in ("GLOBAL", "INST"):
-                module, _, attr = str(arg).partition(" ")
-                _record(result, f"{module}.{attr}", where)
-            elif name == "STACK_GLOBAL":
-                attr_v, module_v = (stack.pop() if stack else _UNKNOWN, stack.pop() if stack else _UNKNOWN)
-                if isinstance(module_v, str) and isinstance(attr_v, str):
-                    _record(result, f"{module_v}.{attr_v}", where)
-                    stack.append(f"{module_v}.{attr_v}")
-                    continue
-                result.flag(
-                    "dangerous",
-                    f"{where}: STACK_GLOBAL with operands that are not plain strings (an obfuscated import)",
-                )
-                stack.append(_UNKNOWN)
-                continue
-            if name == "STOP":
-                return True
-            _apply_stack_effect(opcode, arg, stack, memo)
-            if len(stack) > MAX_STACK or len(memo) > MAX_MEMO:
-                result.flag("unknown", f"{where}: pickle too large to check")
-                return False
-    except (ValueError, IndexError, KeyError, EOFError, UnicodeDecodeError) as exc:
-        result.flag("unknown", f"{where}: malformed pickle ({exc})")
-        return False
-    result.flag("unknown", f"{where}: pickle without a STOP opcode (truncated?)")
-    return False
-
-
-def _record(result: ScanResult, name: str, where: str) -> None:
-    if name not in result.globals:
-        result.globals.append(name)
-    kind = classify(name)
-    if kind == "dangerous":
-        result.flag("dangerous", f"{name} can run code or touch the system")
-    elif kind == "unknown":
-        result.flag("unknown", f"{name} is not something a PyTorch checkpoint needs")
-
-
-def _apply_stack_effect(
-    opcode: pickletools.OpcodeInfo, arg: object, stack: list[object], memo: dict[int, object]
-) -> None:
-    """Follow the opcode's declared stack effect, keeping strings and memo links."""
-    name = opcode.name
-    if name in ("PUT", "BINPUT", "LONG_BINPUT"):
-        memo[int(arg)] = stack[-1] if stack else _UNKNOWN  # type: ignore[call-overload]
+def scan_pickles(data: Buffer, size: int, result: ScanResult, where: str) -> None:
+    """A plain pickle file, or torch's legacy format: every pickle up to the end."""
+    first = walk(data, 0, size, result, where)
+    if first is None:
         return
-    if name == "MEMOIZE":
-        memo[len(memo)] = stack[-1] if stack else _UNKNOWN
+    if first.value == LEGACY_MAGIC_NUMBER and not isinstance(first.value, bool):
+        result.format = "torch-legacy"
+        # protocol version, sys_info, the object, its storage keys; raw storages follow.
+        values, at = [], first.end
+        for _ in range(4):
+            walked = walk(data, at, size, result, where)
+            if walked is None:
+                return
+            values.append(walked.value)
+            at = walked.end
+        result.value = (values[2], values[3], at)
         return
-    if name in ("GET", "BINGET", "LONG_BINGET"):
-        stack.append(memo.get(int(arg), _UNKNOWN))  # type: ignore[call-overload]
-        return
-    if name == "DUP":
-        stack.append(stack[-1] if stack else _UNKNOWN)
-        return
-    if name == "MARK":
-        stack.append(_MARK)
-        return
-    before = opcode.stack_before
-    if pickletools.markobject in before:
-        # Pop the slice down to the mark, the mark, then what lies below it.
-        while stack and stack[-1] is not _MARK:
-            stack.pop()
-        if not stack:
-            raise ValueError(f"{name} without a MARK")
-        stack.pop()
-        below = before.index(pickletools.markobject)
-        for _ in range(below):
-            if not stack:
-                raise ValueError(f"stack underflow at {name}")
-            stack.pop()
-    else:
-        for _ in range(len(before)):
-            if not stack:
-                raise ValueError(f"stack underflow at {name}")
-            stack.pop()
-    for kind in opcode.stack_after:
-        if kind in (pickletools.pyunicode, pickletools.pystring, pickletools.pybytes_or_str):
-            stack.append(arg if isinstance(arg, str) else _UNKNOWN)
-        elif kind is pickletools.markobject:
-            stack.append(_MARK)
-        else:
-            stack.append(_UNKNOWN)
-
-
-def _scan_pickles(stream: IO[bytes], result: ScanResult, where: str, limit: int) -> None:
-    """Walk consecutive pickles (legacy torch files hold several) until the bytes stop parsing."""
-    for count in range(limit):
-        if count > 0:
-            at = stream.tell()
-            head = stream.read(2)
-            stream.seek(at)
-            if not (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
-                return  # raw storage bytes (or nothing) follow the last pickle
-        if not walk(stream, result, where):
+    result.value = first.value
+    at, count = first.end, 1
+    while at < size:
+        # A loader stops at the first STOP; bytes after it are another pickle or refused.
+        if count >= MAX_PICKLES or not _is_pickle_start(data, at, size):
+            result.flag("malformed", f"{where}: bytes after the pickle's STOP at offset {at}")
             return
+        walked = walk(data, at, size, result, f"{where} (pickle {count + 1})")
+        if walked is None:
+            return
+        at, count = walked.end, count + 1
 
 
-def _scan_zip(path: Path, result: ScanResult) -> None:
+def scan_mapped(path: Path, result: ScanResult) -> None:
+    size = path.stat().st_size
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        scan_pickles(data, size, result, path.name)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, result: ScanResult) -> bytes | None:
+    try:
+        with archive.open(info) as fh:
+            data = fh.read(MAX_PICKLE_BYTES + 1)
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        RuntimeError,
+        NotImplementedError,
+        EOFError,
+        zlib.error,
+        ValueError,
+    ) as exc:
+        # Name mismatches, bad CRCs, odd flags: torch's lenient reader may still
+        # load what Python's zipfile refuses (CVE-2025-1944/1945/10156).
+        result.flag("dangerous", f"{info.filename}: malformed zip member ({exc})")
+        return None
+    if len(data) > MAX_PICKLE_BYTES:
+        result.flag(
+            "malformed", f"{info.filename}: a pickle over {MAX_PICKLE_BYTES >> 20} MiB, beyond sdm's budget"
+        )
+        return None
+    return data
+
+
+def scan_zip(path: Path, result: ScanResult) -> None:
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         result.flag("dangerous", f"broken zip archive ({exc}): torch may read what a check cannot")
         return
     with archive:
         infos = archive.infolist()
-        if not infos:
-            result.flag("unknown", "empty zip archive")
+        if len(infos) > MAX_MEMBERS:
+            result.flag("malformed", f"more than {MAX_MEMBERS:,} zip members, beyond sdm's budget")
             return
-        pickles = 0
-        for info in infos:
-            member = info.filename
-            inner = member.split("/", 1)[1] if "/" in member else member
-            if info.flag_bits & 0x1:
-                result.flag("dangerous", f"{member}: encrypted zip member")
-                continue
-            try:
-                with archive.open(info) as fh:
-                    head = fh.read(2)
-                    is_pickle = member.endswith(".pkl") or (
-                        len(head) == 2
-                        and head[0] == 0x80
-                        and 2 <= head[1] <= 5
-                        and not inner.startswith("data/")
-                    )
-                    if not is_pickle:
-                        continue
-                    if info.file_size > 1 << 30:
-                        result.flag("unknown", f"{member}: a 1 GiB+ pickle is not a checkpoint")
-                        continue
-                    data = head + fh.read()
-            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
-                # Name mismatches, bad CRCs, odd flags: torch's lenient reader may still
-                # load what Python's zipfile refuses (CVE-2025-1944/1945/10156).
-                result.flag("dangerous", f"{member}: malformed zip member ({exc})")
-                continue
-            pickles += 1
-            _scan_pickles(io.BytesIO(data), result, member, MAX_PICKLES)
-            if inner not in ZIP_MEMBER_NAMES:
-                result.flag("unknown", f"{member}: a pickle where torch keeps none")
-        if pickles == 0:
-            result.flag("unknown", "zip archive without data.pkl: not a PyTorch checkpoint")
+        twice = [n for n, c in Counter(i.filename for i in infos).items() if c > 1]
+        if twice:
+            result.flag("dangerous", f"{twice[0]}: two zip members of one name; loaders may pick either")
+            return
+        _scan_zip_members(archive, infos, result)
 
 
-def scan(path: Path) -> ScanResult:
-    """Scan one file. Safetensors and GGUF files are data only and always safe."""
-    result = ScanResult(path)
-    kind = sniff(path).kind
-    if kind in ("safetensors", "gguf"):
-        result.format = kind
-        return result
-    if kind == "zip":
-        result.format = "torch-zip"
-        _scan_zip(path, result)
-        return result
-    if kind in ("html", "json", "lfs-pointer"):
-        result.format = kind
-        result.flag("unknown", f"not a model file: a {kind} document")
-        return result
-    with open(path, "rb") as stream:
-        if kind == "legacy-torch":
-            result.format = "torch-legacy"
-            _scan_pickles(stream, result, path.name, 5)
-            return result
-        # A plain pickle; protocols 0 and 1 have no magic bytes, so try whatever this is.
-        result.format = "pickle"
-        _scan_pickles(stream, result, path.name, MAX_PICKLES)
-    if not result.globals and result.verdict == "unknown":
-        result.reasons.insert(0, "not a pickle or any model format sdm knows")
-    return result
+def _scan_zip_members(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], result: ScanResult) -> None:
+    total, mains = 0, []
+    torchscript = any(i.filename.endswith(("/constants.pkl", ".debug_pkl")) for i in infos)
+    for info in infos:
+        member = info.filename
+        inner = member.split("/", 1)[1] if "/" in member else member
+        if info.flag_bits & 0x1:
+            result.flag("dangerous", f"{member}: encrypted zip member")
+            continue
+        named_pickle = member.endswith((".pkl", "_pkl"))
+        if not named_pickle and (inner.startswith("data/") or inner in ZIP_MEMBER_NAMES):
+            continue  # storages and small text: torch never unpickles them
+        data = _read_member(archive, info, result)
+        if data is None:
+            continue
+        if not named_pickle and not (len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5):
+            continue  # not a pickle, and no loader reads it as one
+        total += len(data)
+        if total > MAX_TOTAL_BYTES:
+            result.flag("malformed", f"more than {MAX_TOTAL_BYTES >> 20} MiB of pickles, beyond sdm's budget")
+            return
+        walked = walk(data, 0, len(data), result, member)
+        if walked is not None and walked.end != len(data):
+            result.flag("malformed", f"{member}: bytes after the pickle's STOP")
+        if inner == "data.pkl" and walked is not None:
+            mains.append(walked.value)
+        elif not named_pickle or not (torchscript or inner == "data.pkl"):
+            result.flag("unknown", f"{member}: a pickle where torch keeps none")
+    if not any(i.filename.endswith("data.pkl") for i in infos):
+        result.flag("unknown", "zip archive without data.pkl: not a PyTorch checkpoint")
+    elif len(mains) > 1:
+        result.flag("unknown", "several data.pkl members: which one a loader reads is unclear")
+    if torchscript:
+        result.format = "torchscript"
+        result.flag(
+            "unknown", "a TorchScript archive: torch.jit.load runs its code/, which sdm does not check"
+        )
+    result.value = mains[0] if len(mains) == 1 else None
+
+
+def scan_tar(path: Path, result: ScanResult) -> None:
+    """torch's oldest format (tar members sys_info, storages, tensors, pickle); other tars are unknown."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            members: dict[str, tarfile.TarInfo] = {}
+            for count, info in enumerate(tar):
+                if count >= MAX_MEMBERS or info.name in members:
+                    result.flag("malformed", "a tar archive with duplicate or too many members")
+                    return
+                members[info.name] = info
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        result.flag("malformed", f"broken tar archive ({exc})")
+        return
+    if not {"sys_info", "storages", "tensors", "pickle"} <= set(members):
+        result.format = "tar"
+        result.flag(
+            "unknown", "a tar archive: sdm does not open archives, and a loader may unpickle its members"
+        )
+        return
+    result.format = "torch-tar"
+    size = path.stat().st_size
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for name in ("sys_info", "storages", "tensors", "pickle"):
+            info = members[name]
+            start, end = info.offset_data, info.offset_data + info.size
+            if not info.isfile() or end > size:
+                result.flag("malformed", f"{name}: not a regular tar member inside the file")
+                return
+            if not _tar_member(data, start, end, name, result):
+                return
+
+
+def _tar_member(data: Buffer, at: int, end: int, name: str, result: ScanResult) -> bool:
+    """Walk a tar member's pickles, stepping over the raw bytes torch interleaves with them."""
+    walked = walk(data, at, end, result, name)
+    if walked is None:
+        return False
+    at = walked.end
+    if name in ("storages", "tensors"):
+        count = walked.value
+        if not isinstance(count, int) or not 0 <= count <= end - at:
+            result.flag("malformed", f"{name}: a count that is not a small integer")
+            return False
+        for _ in range(count):
+            entry = walk(data, at, end, result, name)
+            if entry is None:
+                return False
+            at = entry.end
+            if name == "storages":  # (key, location, storage type), then int64 numel and the bytes
+                kind = entry.value[2] if isinstance(entry.value, tuple) and len(entry.value) == 3 else None
+                short = kind.name.removeprefix("torch.") if isinstance(kind, Global) else ""
+                if short not in STORAGES or at + 8 > end:
+                    result.flag("malformed", f"{name}: a storage sdm cannot measure")
+                    return False
+                (numel,) = struct.unpack("<q", data[at : at + 8])
+                at += 8 + max(numel, 0) * STORAGES[short][1]
+            else:  # ndim, 4 bytes, sizes and strides (int64 each), storage offset
+                if at + 8 > end:
+                    result.flag("malformed", f"{name}: truncated")
+                    return False
+                (ndim,) = struct.unpack("<i", data[at : at + 4])
+                at += 8 + 16 * max(ndim, 0) + 8
+            if at > end:
+                result.flag("malformed", f"{name}: runs past its tar member")
+                return False
+        if name == "storages":
+            views = walk(data, at, end, result, name)
+            if views is None:
+                return False
+            at = views.end
+    if at != end:
+        result.flag("malformed", f"{name}: bytes after its last pickle")
+    elif name == "pickle":
+        result.value = walked.value
+    return True

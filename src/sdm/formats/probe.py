@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdm.errors import UnsafeFile, VerificationFailed
+from sdm.errors import VerificationFailed
 
 KEPT_METADATA = (
     "ss_network_module",
@@ -79,18 +79,25 @@ class Probe:
 Shapes = dict[str, tuple[str, tuple[int, ...]]]  # name -> (dtype, shape)
 
 
-def probe(path: Path, catalog: Any = None, with_hashes: bool = True, scanned: bool = False) -> Probe:
+def probe(
+    path: Path,
+    catalog: Any = None,
+    with_hashes: bool = True,
+    scanned: bool = False,
+    allow_unknown: bool = False,
+) -> Probe:
     """Classify a file; VerificationFailed or UnsafeFile (exit 1) when it is not a model,
-    is damaged, or is a pickle that is not safe to read. scanned: the caller already
-    ran the pickle scanner on this file (the restricted reader still refuses any
-    import it does not know)."""
-    from sdm.formats.sniff import sniff
+    is damaged, or is a pickle that is not safe to read. The verdict is identify()'s,
+    the one every command uses (scanned is accepted for callers that ran it already).
+    allow_unknown: read a pickle of unknown (never dangerous or malformed) imports too,
+    for its tensor names (import --allow-unsafe)."""
+    from sdm.formats.identify import identify
 
-    sniffed = sniff(path)
+    found = identify(path)
     shapes: Shapes
     metadata: dict[str, str] = {}
     raw: Any = None
-    if sniffed.kind == "safetensors":
+    if found.kind == "safetensors" and found.verdict == "safe":
         from sdm.formats.safetensors_header import HeaderError, read_header
 
         try:
@@ -100,16 +107,28 @@ def probe(path: Path, catalog: Any = None, with_hashes: bool = True, scanned: bo
         shapes = {n: (t.dtype, t.shape) for n, t in header.tensors.items()}
         metadata = header.metadata
         fmt = "safetensors"
-    elif sniffed.kind in ("zip", "pickle", "legacy-torch"):
-        shapes, raw = _pickle_shapes(path, scanned)
-        fmt = {"zip": "ckpt", "pickle": "pt", "legacy-torch": "ckpt"}[sniffed.kind]
-    elif sniffed.kind == "gguf":
-        result = Probe(path, "gguf")
-        result.evidence.append("GGUF files are not classified yet")
-        return _finish(result, catalog, with_hashes)
+    elif found.kind in ("torch-zip", "pickle", "torch-legacy"):
+        shapes, raw = _pickle_shapes(found, allow_unknown)
+        fmt = {"torch-zip": "ckpt", "pickle": "pt", "torch-legacy": "ckpt"}[found.kind]
+    elif found.kind == "gguf" and found.verdict == "safe":
+        from sdm.formats.gguf import GGUFError, read_gguf
+
+        try:
+            gguf = read_gguf(path)
+        except GGUFError as exc:
+            raise VerificationFailed(f"{path}: damaged GGUF file: {exc}") from None
+        # GGUF lists dimensions innermost first; quantized types have no safetensors dtype.
+        shapes = {n: (t.type, tuple(reversed(t.shape))) for n, t in gguf.tensors.items()}
+        fmt = "gguf"
     else:
-        what = f": {sniffed.first_line}" if sniffed.first_line else ""
-        raise VerificationFailed(f"{path} is not a model file ({sniffed.kind}{what})")
+        from sdm.formats.torch_reader import refuse
+
+        refuse(found)
+        from sdm.formats.sniff import sniff
+
+        first = sniff(path).first_line
+        what = f": {first}" if first and found.kind in ("html", "json", "lfs-pointer", "text") else ""
+        raise VerificationFailed(f"{path} is not a model file ({found.kind}{what})")
     result = Probe(path, fmt, tensors=len(shapes))
     result.metadata = {
         k: v[:200] for k, v in metadata.items() if k.startswith("modelspec.") or k in KEPT_METADATA
@@ -150,24 +169,12 @@ def _finish(result: Probe, catalog: Any, with_hashes: bool) -> Probe:
     return result
 
 
-def _pickle_shapes(path: Path, scanned: bool) -> tuple[Shapes, Any]:
-    from sdm.formats.pickle_scan import scan
+def _pickle_shapes(found: Any, allow_unknown: bool) -> tuple[Shapes, Any]:
     from sdm.formats.torch_reader import Checkpoint
 
-    verdict = None if scanned else scan(path)
-    if verdict is not None and verdict.verdict != "safe":
-        raise UnsafeFile(
-            f"{path}: not read, its pickle is {verdict.verdict} ({'; '.join(verdict.reasons[:2])})",
-            hint=f"see: sdm scan {path}",
-        )
-    try:
-        with Checkpoint(path) as checkpoint:
-            shapes = {n: (r.storage.dtype, r.shape) for n, r in checkpoint.tensors.items()}
-            return shapes, checkpoint.raw
-    except (UnsafeFile, VerificationFailed):
-        raise
-    except Exception as exc:  # a damaged zip or pickle
-        raise VerificationFailed(f"{path}: damaged checkpoint ({exc})") from None
+    with Checkpoint(found.path, found, allow_unknown=allow_unknown) as checkpoint:
+        shapes = {n: (r.storage.dtype, r.shape) for n, r in checkpoint.tensors.items()}
+        return shapes, checkpoint.raw
 
 
 def _classify(r: Probe, shapes: Shapes, metadata: dict[str, str], raw: Any) -> None:

@@ -39,7 +39,8 @@ DTYPE_BITS = {
     "F6_E2M3": 6,
     "F6_E3M2": 6,
 }
-MAX_TENSORS = 1_000_000
+MAX_TENSORS = 20_000  # real models have a few thousand; a million would cost seconds and gigabytes
+MAX_DIGITS = 20  # every integer fits in 64 bits, as the reference reader requires
 
 
 class HeaderError(ValueError):
@@ -74,6 +75,21 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return out
 
 
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise HeaderError(f"an integer of {len(text)} digits in the header")
+    return int(text)
+
+
+def _not_allowed(text: str) -> object:
+    raise HeaderError(f"a non-integer number ({text[:20]}) in the header")
+
+
+def _is_size(value: object) -> bool:
+    # JSON true/false are bools, which Python counts as ints; the reference refuses them.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 64
+
+
 def read_header(path: Path, file_size: int | None = None) -> Header:
     with open(path, "rb") as fh:
         prefix = fh.read(8)
@@ -96,8 +112,16 @@ def parse_header(raw: bytes, file_size: int) -> Header:
         raise HeaderError("header is not UTF-8") from None
     if not text.lstrip().startswith("{"):
         raise HeaderError("header is not a JSON object")
+    if text.count('"data_offsets"') > MAX_TENSORS:
+        raise HeaderError(f"more than {MAX_TENSORS:,} tensors, beyond sdm's budget")
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates)
+        data = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_int=_int,
+            parse_float=_not_allowed,
+            parse_constant=_not_allowed,
+        )
     except RecursionError:
         raise HeaderError("header JSON nests too deeply") from None
     except json.JSONDecodeError as exc:
@@ -118,16 +142,14 @@ def parse_header(raw: bytes, file_size: int) -> Header:
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
         if dtype not in DTYPE_BITS:
             raise HeaderError(f"tensor '{name}' has unsupported dtype {dtype!r}")
-        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+        if not (isinstance(shape, list) and all(_is_size(d) for d in shape)):
             raise HeaderError(f"tensor '{name}' has an invalid shape")
-        if not (
-            isinstance(offsets, list)
-            and len(offsets) == 2
-            and all(isinstance(o, int) and o >= 0 for o in offsets)
-        ):
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_size(o) for o in offsets)):
             raise HeaderError(f"tensor '{name}' has invalid data_offsets")
         start, end = offsets
         bits = math.prod(shape) * DTYPE_BITS[dtype]
+        if bits >= 1 << 67:  # more bytes than a 64-bit size can say
+            raise HeaderError(f"tensor '{name}' is too large")
         if bits % 8 or end - start != bits // 8:
             raise HeaderError(f"tensor '{name}': size does not match its dtype and shape")
         tensors[name] = Tensor(dtype, tuple(shape), start, end)
