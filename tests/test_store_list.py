@@ -110,10 +110,21 @@ def test_safe_filename_rejects_escapes():
     from sdm.errors import UnsafeFile
     from sdm.store import safe_filename
 
-    assert safe_filename("../../etc/passwd") == "passwd"
+    assert safe_filename("../../etc/model.ckpt") == "model.ckpt"
     assert safe_filename("a\\b\\model.safetensors") == "model.safetensors"
     assert safe_filename("mo\x00del\u202e.safetensors") == "model.safetensors"
-    for bad in ("..", ".hidden", "", "-rf", "CON.safetensors", "x" * 300, "a.safetensors.sdm-partial"):
+    for bad in (
+        "..",
+        ".hidden",
+        "",
+        "-rf",
+        "CON.safetensors",
+        "x" * 300,
+        "a.safetensors.sdm-partial",
+        "passwd",
+        "run.sh",
+        "victim.json",
+    ):
         with pytest.raises(UnsafeFile):
             safe_filename(bad)
 

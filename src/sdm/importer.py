@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,16 +36,36 @@ class Imported:
 
 
 def model_files(paths: list[Path]) -> Iterator[Path]:
+    """Files named, and the model files in folders named (FIFOs and devices too: the
+    caller reports them, rather than reading one and blocking forever)."""
     for path in paths:
-        if path.is_file():
+        if not path.is_dir():
             yield path
-        elif path.is_dir():
+        else:
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
                     candidate = Path(root) / name
                     if candidate.suffix.lower() in MODEL_SUFFIXES and not name.startswith("."):
                         yield candidate
+
+
+def _not_regular(path: Path) -> str | None:
+    """Why path is not a file sdm may read (a FIFO would block the read forever)."""
+    try:
+        mode = os.stat(path).st_mode  # through symlinks: the file the link names
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    kind = (
+        "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "not a file"
+    )
+    return f"{kind}, not a regular file: skipped"
 
 
 def folder_type(path: Path) -> str | None:
@@ -64,6 +85,10 @@ def place(src: Path, dest: Path, mode: str) -> str:
     if mode == "symlink":
         os.symlink(src.resolve(), dest)  # raises FileExistsError rather than overwrite
         return "symlink"
+    link = src
+    if src.is_symlink():
+        # The bytes, never the link: a symlink in the store would point outside it.
+        src = Path(os.path.realpath(src))
     if mode in ("hardlink", "move"):
         try:
             os.link(src, dest)  # raises FileExistsError rather than overwrite
@@ -73,7 +98,7 @@ def place(src: Path, dest: Path, mode: str) -> str:
             pass
         else:
             if mode == "move":
-                src.unlink()
+                link.unlink()  # the name that was imported; a link's target stays where it is
             return mode
     tmp = copy_temp(dest, ".sdm-import")
     shutil.copy2(src, tmp)
@@ -83,7 +108,7 @@ def place(src: Path, dest: Path, mode: str) -> str:
         tmp.unlink(missing_ok=True)
         raise
     if mode == "move":
-        src.unlink()  # only now that the copy is in place
+        link.unlink()  # only now that the copy is in place
         return "move"
     return "copy"
 
@@ -141,6 +166,10 @@ def import_files(
     for path in model_files(paths):
         if store_root in path.resolve().parents:
             continue  # already inside the store
+        problem = _not_regular(path)
+        if problem:
+            results.append(Imported(path, "skipped", reason=problem))
+            continue
         try:
             found = probe(path, catalog)
         except UnsafeFile as exc:

@@ -165,18 +165,23 @@ class Planner:
         return self._keys
 
     def _from_catalog(self, raw: str, model: Model, variant: Variant, reasons: list[str]) -> Plan:
-        errors: list[SdmError] = []
+        errors: list[tuple[Source, SdmError]] = []
         for source in (variant.source, *variant.mirrors):
             try:
                 plan = self._catalog_source(raw, model, variant, source)
             except (NetworkError, RemoteError, NotFound) as exc:
-                errors.append(exc)
+                errors.append((source, exc))
                 continue
             plan.fetch.mirrors = [
                 (m.describe(), self._remote(m, variant).locator) for m in variant.mirrors if m is not source
             ]
-            return replace(plan, reasons=(*reasons, *([f"mirror {source.describe()}"] if errors else [])))
-        raise errors[0]
+            failed = "; ".join(f"{s.describe()} failed: {e.message}" for s, e in errors)
+            return replace(
+                plan, reasons=(*reasons, *([f"mirror {source.describe()} ({failed})"] if errors else []))
+            )
+        if len(errors) == 1:
+            raise errors[0][1]
+        raise sources.every_source_failed([(s.describe(), e) for s, e in errors])
 
     def _remote(self, source: Source, variant: Variant) -> Remote:
         ref = sources.parse(source.describe(), self.ctx)

@@ -25,6 +25,7 @@ from sdm.errors import DiskFull, NetworkError, NotFound, RemoteError, SdmError, 
 from sdm.formats.hashes import sha256_file
 from sdm.names import lock_path, partial_path, state_path
 from sdm.plan import Plan, PullOptions
+from sdm.sources.base import every_source_failed
 from sdm.store import ConvertedFrom, Record, Store
 from sdm.verify import Expectation, Verified, verify_download
 from sdm.vocab import PullStatus
@@ -95,23 +96,41 @@ class Tuning:
         )
 
 
+def expected_sha256(plan: Plan) -> str | None:
+    """The sha256 the file must have: published before planning (catalog, Civitai, a
+    manifest), or by the hub once the file was located (Hugging Face's LFS hash)."""
+    location = plan.fetch.location
+    return plan.sha256 or (location.sha256 if location else None)
+
+
 def existing(store: Store, plan: Plan) -> Record | None:
     """The record of an identical file already in place, or None when absent.
 
-    A different file under the same name is an error unless --force.
+    A different file under the same name is an error unless --force. Without a
+    published hash, the same name is the same file only when its record says it
+    came from the same source.
     """
     if not plan.dest.exists():
         return None
     record = store.read_record(plan.dest)
+    sha = expected_sha256(plan)
     if record is not None:
-        if plan.sha256 is None or record.sha256 == plan.sha256:
-            return record
+        if sha is None and record.origin in (plan.source, plan.fetch.source):
+            return _adopt(store, plan, record)
+        if sha is not None and record.sha256 == sha:
+            return _adopt(store, plan, record)
+        if sha is None:
+            raise VerificationFailed(
+                f"{plan.dest} came from {record.origin or 'elsewhere'}, not {plan.source}, "
+                "and no hash says they are the same file",
+                hint="use --force to replace it",
+            )
         raise VerificationFailed(
-            f"{plan.dest} holds another file (sha256 {record.sha256[:12]}…, expected {plan.sha256[:12]}…)",
+            f"{plan.dest} holds another file (sha256 {record.sha256[:12]}…, expected {sha[:12]}…)",
             hint="use --force to replace it",
         )
     digest = sha256_file(plan.dest)
-    if plan.sha256 is not None and digest == plan.sha256:
+    if sha is not None and digest == sha:
         record = record_for(plan, plan.fetch.source, plan.dest.stat().st_size, digest)
         store.write_record(plan.dest, record)
         return record
@@ -119,6 +138,16 @@ def existing(store: Store, plan: Plan) -> Record | None:
         f"{plan.dest} already exists and sdm cannot tell it is this model",
         hint="use --force to replace it, or move it away",
     )
+
+
+def _adopt(store: Store, plan: Plan, record: Record) -> Record:
+    """A file already in place, now known as this plan's catalog model: its record says so,
+    so that rm, verify and export know it by that id."""
+    if plan.model_id and (record.id, record.variant) != (plan.model_id, plan.variant):
+        record.id, record.variant = plan.model_id, plan.variant
+        record.base = record.base or plan.base
+        store.write_record(plan.dest, record)
+    return record
 
 
 def record_for(plan: Plan, source: str, size: int, sha256: str, found: Verified | None = None) -> Record:
@@ -158,9 +187,10 @@ def check_space(store: Store, plans: Sequence[Plan]) -> None:
 
 def twin(store: Store, plan: Plan) -> Path | None:
     """Another file in the store with the sha256 this plan expects."""
-    if not plan.sha256:
+    sha = expected_sha256(plan)
+    if not sha:
         return None
-    found = store.by_sha256().get(plan.sha256)
+    found = store.by_sha256().get(sha)
     return found if found is not None and found != plan.dest else None
 
 
@@ -179,15 +209,19 @@ def locate(plan: Plan, client: httpx.Client) -> Location:
     try:
         return fetch.locator(client)
     except (NetworkError, RemoteError, NotFound) as first:
+        tried: list[tuple[str, SdmError]] = [(fetch.source, first)]
         for name, locator in fetch.mirrors:
             try:
                 location = locator(client)
-            except (NetworkError, RemoteError, NotFound):
+            except (NetworkError, RemoteError, NotFound) as exc:
+                tried.append((name, exc))
                 continue
             fetch.locator, fetch.source = locator, name
             fetch.notes.append(f"mirror {name} (the main source failed: {first.message})")
             return location
-        raise
+        if len(tried) == 1:
+            raise
+        raise every_source_failed(tried) from None
 
 
 def locate_all(
@@ -290,11 +324,12 @@ class Puller:
         """The store keeps one copy: a second name for the same bytes is a link."""
         from sdm.importer import place
 
+        sha = expected_sha256(plan) or ""
         how = place(source, plan.dest, "hardlink")
         size = plan.dest.stat().st_size
-        self.store.write_record(plan.dest, record_for(plan, plan.fetch.source, size, plan.sha256 or ""))
+        self.store.write_record(plan.dest, record_for(plan, plan.fetch.source, size, sha))
         self.reporter.status(plan, f"same file as {source}: {how}, nothing downloaded")
-        return Outcome(plan, "present", plan.dest, size, plan.sha256 or "", time.monotonic() - started)
+        return Outcome(plan, "present", plan.dest, size, sha, time.monotonic() - started)
 
     def _convert(self, outcome: Outcome) -> Outcome:
         """fp16 safetensors from the pulled file, recorded as converted from its source."""

@@ -50,6 +50,13 @@ def safe_filename(raw: str) -> str:
         raise UnsafeFile(f"refusing unsafe file name {raw!r}")
     if is_own_name(name):
         raise UnsafeFile(f"refusing file name {raw!r}: sdm uses that suffix for its own files")
+    # A server picks the name: only a model file may land (not run.sh, x.exe, or a
+    # NAME.json that would pass for another model's sidecar).
+    if os.path.splitext(name)[1].lower() not in MODEL_SUFFIXES:
+        raise UnsafeFile(
+            f"refusing file name {raw!r}: not a model file ({', '.join(sorted(MODEL_SUFFIXES))})",
+            hint="if the file is a model, pull it from a URL that ends in its real name",
+        )
     return name
 
 

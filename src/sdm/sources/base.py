@@ -11,11 +11,11 @@ docs/architecture.md, "Add a source".
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from sdm.errors import BadInput
+from sdm.errors import BadInput, NetworkError, NotFound, RemoteError, SdmError
 
 if TYPE_CHECKING:
     import httpx
@@ -207,3 +207,15 @@ def all_tokens(settings: Resolved) -> dict[str, str | None]:
     for source in sources():
         out.update(source.tokens(settings))
     return out
+
+
+def every_source_failed(tried: Sequence[tuple[str, SdmError]]) -> SdmError:
+    """One error naming each source tried and why; its kind follows the real cause: a
+    network failure anywhere is a network problem (exit 1), not a missing file (exit 2)."""
+    why = "; ".join(f"{name}: {error.message}" for name, error in tried)
+    network = [e for _, e in tried if isinstance(e, NetworkError)]
+    if network:
+        return NetworkError(f"every source failed ({why})", hint=network[0].hint)
+    if all(isinstance(e, NotFound) for _, e in tried):
+        return NotFound(f"no source has the file ({why})")
+    return RemoteError(f"every source failed ({why})")
