@@ -67,6 +67,8 @@ class Tuning:
     retries: int = 6
     stall_timeout: float = 30.0
     parallel: int = 3
+    min_rate: int = 1024
+    retry_budget: int = 100
 
 
 def existing(store: Store, plan: Plan) -> Record | None:
@@ -115,7 +117,8 @@ def check_space(store: Store, plans: Sequence[Plan]) -> None:
     """Enough free space for every remaining byte of the plan, before any transfer."""
     needed = 0
     for plan in plans:
-        size = plan.size or (plan.location.size if plan.location else None) or 0
+        # The larger of the catalog's size and the server's: either may be the true one.
+        size = max(plan.size or 0, (plan.location.size if plan.location else None) or 0)
         state = TransferState.load(state_path(partial_path(plan.dest)))
         kept = sum(e - s for s, e in state.done) if state and state.size == size else 0
         needed += max(0, size - kept)
@@ -350,6 +353,10 @@ class Puller:
             segment_threshold=self.tuning.segment_threshold,
             retries=self.tuning.retries,
             stall_timeout=self.tuning.stall_timeout,
+            min_rate=self.tuning.min_rate,
+            retry_budget=self.tuning.retry_budget,
+            expected_size=plan.size,
+            sha256=plan.sha256,
             on_bytes=on_bytes,
             on_status=lambda m: self.reporter.status(plan, m),
             cancel=self.cancel,

@@ -170,6 +170,8 @@ def pull(
         retries=current.get("retries"),
         stall_timeout=current.get("stall_timeout"),
         parallel=parallel or current.get("parallel"),
+        min_rate=current.get("min_rate"),
+        retry_budget=current.get("retry_budget"),
     )
     catalog = load()
     with make_client(tuning.stall_timeout) as client:
