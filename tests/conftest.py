@@ -27,6 +27,8 @@ ENV_VARS = (
     "SDM_PARALLEL",
     "SDM_RETRIES",
     "SDM_STALL_TIMEOUT",
+    "SDM_MIN_RATE",
+    "SDM_RETRY_BUDGET",
     "NO_COLOR",
     "SDM_DEBUG",
 )

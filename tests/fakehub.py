@@ -28,7 +28,8 @@ class Faults:
     drop_after: int | None = None  # close the connection after this many body bytes...
     drop_times: int = 0  # ...for this many requests
     status: int | None = None  # answer this status...
-    status_times: int = 0  # ...for this many requests
+    status_times: int = 0  # ...for this many requests...
+    status_after: int = 0  # ...once this many requests of the file were answered (1: after the probe)
     retry_after: str | None = None
     ratelimit: str | None = None  # Hugging Face's RateLimit header on those answers
     fail_from: int | None = None  # from the Nth request of this file on, answer 500
@@ -44,6 +45,14 @@ class Faults:
     # waits (up to 4 s) until another request asks for bytes inside its range
     disposition: str | None = None  # Content-Disposition file name
     chunked: bool = False  # bodies in chunked transfer encoding, without Content-Length
+    ignore_if_range: bool = False  # answer a range of the current content whatever If-Range says
+    flip_same_etag: bool = False  # every other request serves alt under the first ETag
+    # (each version with its own Last-Modified, as two backends' copies would have)
+    no_validators: bool = False  # send neither ETag nor Last-Modified
+    short_206: int | None = None  # a 206 carries at most this many bytes (Content-Range and
+    # Content-Length say so); 0: Content-Length 0 under the Content-Range asked for
+    endless: bool = False  # after the bytes asked for the body goes on, without Content-Length
+    drip: float | None = None  # seconds between single body bytes
 
 
 @dataclass
@@ -378,12 +387,18 @@ class FakeHub:
         with self.lock:
             served = sum(1 for r in self.requests if r.host == "cdn" and key in unquote(r.path))
         data, etag = hosted.data, f'"{hashlib.md5(hosted.data).hexdigest()}"'
+        modified = None
         if f.change_etag_after is not None and served > f.change_etag_after:
             data = hosted.alt if hosted.alt is not None else bytes(reversed(hosted.data))
             etag = f'"{hashlib.md5(data).hexdigest()}"'
+        if f.flip_same_etag:
+            modified = "Mon, 01 Jan 2024 00:00:00 GMT"
+            if served % 2 == 0:
+                data = hosted.alt if hosted.alt is not None else bytes(reversed(hosted.data))
+                modified = "Tue, 02 Jan 2024 00:00:00 GMT"
         if f.fail_from is not None and served >= f.fail_from:
             return self._reply(h, seen, 500, b"internal error")
-        if f.status and f.status_times > 0:
+        if f.status and f.status_times > 0 and served > f.status_after:
             f.status_times -= 1
             headers = {"Retry-After": f.retry_after} if f.retry_after else {}
             if f.ratelimit:
@@ -403,7 +418,7 @@ class FakeHub:
         status = 200
         range_header = h.headers.get("Range")
         if_range = h.headers.get("If-Range")
-        if range_header and not f.no_ranges and (if_range is None or if_range == etag):
+        if range_header and not f.no_ranges and (if_range in (None, etag) or f.ignore_if_range):
             first, _, last = range_header.removeprefix("bytes=").partition("-")
             start = int(first)
             end = min(len(data), int(last) + 1) if last else len(data)
@@ -416,8 +431,18 @@ class FakeHub:
             "Accept-Ranges": "none" if f.no_ranges else "bytes",
             "Content-Disposition": f'attachment; filename="{f.disposition or key.rsplit("/", 1)[-1]}"',
         }
+        if modified:
+            headers["Last-Modified"] = modified
+        if f.no_validators:
+            del headers["ETag"]
+        length = end - start
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+            if f.short_206 is not None:
+                length = min(length, f.short_206)
+                if length:
+                    end = start + length
+                    headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
         seen.status = status
         h.send_response(status)
         for k, v in headers.items():
@@ -432,8 +457,20 @@ class FakeHub:
                 seen.body_bytes += len(part)
             h.wfile.write(b"0\r\n\r\n")
             return
-        h.send_header("Content-Length", str(end - start))
+        if f.endless:
+            h.end_headers()  # no Content-Length: the body runs until the connection closes
+            self._send_body(h, seen, body, None)
+            self._send_endless(h, seen)
+            h.close_connection = True
+            return
+        if f.drip is not None:
+            h.send_header("Content-Length", str(length))
+            h.end_headers()
+            self._drip(h, seen, body[:length], f.drip)
+            return
+        h.send_header("Content-Length", str(length))
         h.end_headers()
+        body = body[:length]
         limit = len(body)
         if f.drop_after is not None and f.drop_times > 0:
             f.drop_times -= 1
@@ -463,6 +500,27 @@ class FakeHub:
                     if key in unquote(r.path) and wanted.isdigit() and start < int(wanted) < end:
                         return
             time.sleep(0.01)
+
+    @staticmethod
+    def _send_endless(h: BaseHTTPRequestHandler, seen: Seen, cap: int = 256 * 1024 * 1024) -> None:
+        junk = b"\0" * (64 * 1024)
+        try:
+            while seen.body_bytes < cap:
+                h.wfile.write(junk)
+                seen.body_bytes += len(junk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    @staticmethod
+    def _drip(h: BaseHTTPRequestHandler, seen: Seen, body: bytes, every: float) -> None:
+        try:
+            for i in range(len(body)):
+                h.wfile.write(body[i : i + 1])
+                h.wfile.flush()
+                seen.body_bytes += 1
+                time.sleep(every)
+        except (BrokenPipeError, ConnectionResetError):
+            h.close_connection = True
 
     @staticmethod
     def _send_body(h: BaseHTTPRequestHandler, seen: Seen, body: bytes, rate: float | None) -> None:

@@ -123,6 +123,20 @@ KEYS: dict[str, Key] = {
             30,
             ("SDM_STALL_TIMEOUT",),
         ),
+        Key(
+            "min_rate",
+            "bytes per second a connection must deliver over stall_timeout seconds (0: no minimum)",
+            parse_size,
+            1024,
+            ("SDM_MIN_RATE",),
+        ),
+        Key(
+            "retry_budget",
+            "failed attempts per file, all connections together, before giving up",
+            _parse_int(0, 100_000),
+            100,
+            ("SDM_RETRY_BUDGET",),
+        ),
     ]
 }
 

@@ -2,6 +2,11 @@
 
 Library code raises these; only the CLI catches them, prints one line (plus an
 optional hint) on stderr and exits with the code. Anything else is a bug.
+
+Besides the message, an error may carry structured fields (host, HTTP status,
+attempts, path) for callers that act on them rather than parse the message.
+Network, TLS and disk exceptions become these errors at one boundary:
+download/errmap.py.
 """
 
 from __future__ import annotations
@@ -15,10 +20,23 @@ class SdmError(Exception):
 
     exit_code = EXIT_FAILURE
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        host: str | None = None,
+        status: int | None = None,
+        attempts: int | None = None,
+        path: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.host = host  # the server it concerns, when one does
+        self.status = status  # the HTTP status that caused it
+        self.attempts = attempts  # how many tries were made before giving up
+        self.path = path  # the file it concerns
 
 
 class BadInput(SdmError):
@@ -66,7 +84,7 @@ class UnsafeFile(SdmError):
 
 
 class DiskFull(SdmError):
-    """Not enough free disk space for the planned downloads."""
+    """Not enough free disk space for the planned downloads, or the disk filled up during one."""
 
 
 class Busy(SdmError):

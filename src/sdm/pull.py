@@ -82,6 +82,8 @@ class Tuning:
     retries: int = 6
     stall_timeout: float = 30.0
     parallel: int = 3
+    min_rate: int = 1024
+    retry_budget: int = 100
 
     @classmethod
     def from_settings(
@@ -93,6 +95,8 @@ class Tuning:
             retries=settings.retries,
             stall_timeout=settings.stall_timeout,
             parallel=parallel or settings.parallel,
+            min_rate=settings.min_rate,
+            retry_budget=settings.retry_budget,
         )
 
 
@@ -172,7 +176,8 @@ def check_space(store: Store, plans: Sequence[Plan]) -> None:
     needed = 0
     for plan in plans:
         location = plan.fetch.location
-        size = plan.size or (location.size if location else None) or 0
+        # The larger of the catalog's size and the server's: either may be the true one.
+        size = max(plan.size or 0, (location.size if location else None) or 0)
         state = TransferState.load(state_path(partial_path(plan.dest)))
         kept = sum(e - s for s, e in state.done) if state and state.size == size else 0
         needed += max(0, size - kept)
@@ -394,6 +399,10 @@ class Puller:
             segment_threshold=self.tuning.segment_threshold,
             retries=self.tuning.retries,
             stall_timeout=self.tuning.stall_timeout,
+            min_rate=self.tuning.min_rate,
+            retry_budget=self.tuning.retry_budget,
+            expected_size=plan.size,
+            sha256=expected_sha256(plan),
             on_bytes=lambda n: self.reporter.advance(plan, n),
             on_status=lambda m: self.reporter.status(plan, m),
             cancel=self.cancel,

@@ -25,3 +25,5 @@ class Resolved:
     parallel: int
     retries: int
     stall_timeout: int
+    min_rate: int
+    retry_budget: int

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from sdm import __version__
-from sdm.errors import NetworkError
+from sdm.download.errmap import untrusted_certificate as untrusted_certificate  # sources use it
+from sdm.errors import NetworkError, RemoteError
 
 if TYPE_CHECKING:
     import httpx
@@ -29,6 +30,9 @@ USER_AGENT = f"sdm/{__version__} (+https://pypi.org/project/sdm-cli/)"
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 10
 BACKOFF_BASE = 0.5  # seconds; doubled per attempt, with full jitter
+# Bodies read into memory are bounded: an endless or huge answer must not eat RAM.
+ERROR_BODY_CAP = 64 * 1024  # an error page: its first line is all sdm shows
+API_BODY_CAP = 8 * 1024 * 1024  # a hub's JSON answer (Civitai's largest are well under 1 MB)
 
 
 def netloc(url: str) -> str:
@@ -147,20 +151,6 @@ def send(
     raise NetworkError(f"too many redirects for {creds.redact(url)}")
 
 
-def untrusted_certificate(exc: BaseException, url: str) -> NetworkError | None:
-    """The error for a TLS certificate that does not verify, which no retry will fix."""
-    seen: BaseException | None = exc
-    while seen is not None and not isinstance(seen, ssl.SSLCertVerificationError):
-        seen = seen.__cause__ or seen.__context__
-    if seen is None:
-        return None
-    reason = seen.verify_message or str(seen)
-    return NetworkError(
-        f"the TLS certificate of {urlsplit(url).hostname} is not trusted: {reason}",
-        hint="if a proxy or mirror uses its own certificate authority, point SSL_CERT_FILE at its CA bundle",
-    )
-
-
 def retry_delay(attempt: int, headers: Mapping[str, str] | None = None, cap: float = 30.0) -> float:
     """Exponential backoff with full jitter, or what the server asked for."""
     if headers is not None:
@@ -201,13 +191,42 @@ def first_line(body: bytes, limit: int = 160) -> str:
     return line[:limit]
 
 
+def read_capped(response: httpx.Response, cap: int, what: str) -> bytes:
+    """A streamed response's body, refused (not read on) once it passes cap bytes."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise RemoteError(f"{what} sent an answer of {int(declared)} bytes, more than sdm reads ({cap})")
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > cap:
+            raise RemoteError(f"{what} sent an answer larger than sdm reads ({cap} bytes); stopped there")
+    return bytes(body)
+
+
 def error_message(response: httpx.Response) -> str:
     """The server's own words: X-Error-Message, a JSON error, or the first line."""
     body = b""
     if not response.headers.get("x-error-message"):  # the header says it all: no read
         with contextlib.suppress(Exception):
-            body = response.read()
+            body = _head_of_body(response, ERROR_BODY_CAP)
     return error_text(response.headers, body)
+
+
+def _head_of_body(response: httpx.Response, cap: int) -> bytes:
+    """Up to cap bytes of a body, read or already in memory."""
+    import httpx
+
+    try:
+        return response.content[:cap]  # a response read whole (not streamed)
+    except httpx.ResponseNotRead:
+        pass
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) >= cap:
+            break
+    return bytes(body[:cap])
 
 
 def error_text(headers: Mapping[str, str], body: bytes) -> str:

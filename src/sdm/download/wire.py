@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.request import getproxies
 
-from sdm.download.http import USER_AGENT, ssl_context
+from sdm.download.http import USER_AGENT, error_text, ssl_context
 
 MAX_HEAD = 64 * 1024
 CONNECT_TIMEOUT = 20.0
@@ -125,6 +125,10 @@ class Response:
             except ValueError:
                 return bytes(out)
         return bytes(out)
+
+    def error_text(self) -> str:
+        """The server's words for an error answer, from its first bytes."""
+        return error_text(self.headers, self.read_some())
 
     def close(self) -> None:
         """Done with this answer: the connection is kept only if its body was read whole."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -9,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from sdm.download.http import (
+    API_BODY_CAP,
     RETRY_STATUSES,
     Credentials,
     error_message,
     first_line,
+    read_capped,
     retry_delay,
     send,
     untrusted_certificate,
@@ -88,12 +91,23 @@ def get_json(
     client: httpx.Client, url: str, creds: Credentials, what: str, auth_error: AuthMessage | None = None
 ) -> Any:
     response = request(
-        client, "GET", url, creds, headers={"Accept": "application/json"}, auth_error=auth_error, what=what
+        client,
+        "GET",
+        url,
+        creds,
+        headers={"Accept": "application/json"},
+        stream=True,  # read up to a cap: an endless answer must not fill memory
+        auth_error=auth_error,
+        what=what,
     )
     try:
-        return response.json()
+        body = read_capped(response, API_BODY_CAP, what)
+    finally:
+        response.close()
+    try:
+        return json.loads(body)
     except ValueError:
-        raise RemoteError(f"{what} sent something other than JSON: {first_line(response.content)}") from None
+        raise RemoteError(f"{what} sent something other than JSON: {first_line(body)}") from None
 
 
 def probe(
