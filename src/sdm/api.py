@@ -225,8 +225,9 @@ def verify(targets: Sequence[str] = (), settings: Settings | None = None) -> Ver
     from sdm.health import VerifyReport, partials
     from sdm.health import verify as run
 
-    checks = run(select(targets, settings), catalog())
-    return VerifyReport(checks, partials(open_store(settings)) if not targets else [])
+    store = open_store(settings)
+    checks = run(select(targets, settings), catalog(), store, missing=not targets)
+    return VerifyReport(checks, partials(store) if not targets else [])
 
 
 def remove(targets: Sequence[str], settings: Settings | None = None) -> list[Path]:

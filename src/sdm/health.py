@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable
@@ -24,18 +25,25 @@ class Check:
     sha256: str | None = None
 
 
-def verify(items: Iterable[Installed], catalog: Any) -> list[Check]:
-    """Re-hash and header-check files against their records and the catalog."""
+def verify(items: Iterable[Installed], catalog: Any, store: Store, missing: bool = True) -> list[Check]:
+    """Re-hash and header-check files against their records and the catalog.
+
+    A file changed behind sdm's back keeps its record, which is marked modified
+    (so list, pull and export do not take those bytes for the model); a recorded
+    file that is gone is reported missing.
+    """
     from sdm.formats.hashes import compute
-    from sdm.formats.pickle_scan import scan
+    from sdm.formats.identify import identify
     from sdm.verify import check_header
 
     checks: list[Check] = []
+    seen: set[Path] = set()
     for item in items:
-        record = item.record
+        seen.add(item.path)
+        record = item.record or store.any_record(item.path)
         try:
             kind = check_header(item.path, None)
-            if kind == "pickle" and scan(item.path).verdict in ("dangerous", "malformed"):
+            if kind == "pickle" and identify(item.path).verdict in ("dangerous", "malformed"):
                 checks.append(Check(item.path, False, "its pickle can run code (sdm scan)", item.id))
                 continue
             digest = compute(item.path, kind == "safetensors").sha256
@@ -45,21 +53,38 @@ def verify(items: Iterable[Installed], catalog: Any) -> list[Check]:
         except OSError as exc:
             checks.append(Check(item.path, False, f"cannot read: {exc.strerror}", item.id))
             continue
-        expected = _catalog_sha(catalog, record.id, record.variant) if record else None
+        model_id = record.id if record else None
+        expected = _catalog_sha(catalog, model_id, record.variant) if record else None
         if record is not None and digest != record.sha256:
-            reason = f"changed since it was installed: sha256 {digest}, recorded {record.sha256}"
-            checks.append(Check(item.path, False, reason, item.id, digest))
+            reason = f"modified: changed since it was installed: sha256 {digest}, recorded {record.sha256}"
+            checks.append(Check(item.path, False, reason, model_id, digest))
+            _mark(store, item.path, record, modified=True)
         elif expected and digest != expected:
             reason = f"sha256 {digest} differs from the catalog's {expected}"
-            checks.append(Check(item.path, False, reason, item.id, digest))
+            checks.append(Check(item.path, False, reason, model_id, digest))
+            _mark(store, item.path, record, modified=True)
         elif record is None:
             checks.append(
                 Check(item.path, True, "header ok; no record to compare the hash with", None, digest)
             )
         else:
             why = "sha256 matches the record" + (" and the catalog" if expected else "")
-            checks.append(Check(item.path, True, why, item.id, digest))
+            checks.append(Check(item.path, True, why, model_id, digest))
+            if record.modified or item.record is None:
+                _mark(store, item.path, record, modified=False)  # the right bytes are back
+    if missing:
+        for path, record in store.recorded():
+            if path not in seen and not path.exists():
+                why = "missing: sdm placed it, and the file is gone (sdm pull puts it back)"
+                checks.append(Check(path, False, why, record.id, None))
     return checks
+
+
+def _mark(store: Store, path: Path, record: Any, modified: bool) -> None:
+    """Write verify's finding into the record, so list and pull see it too."""
+    record.modified = modified
+    with contextlib.suppress(OSError):  # a read-only store still gets its report
+        store.write_record(path, record)
 
 
 def _catalog_sha(catalog: Any, model_id: str | None, variant: str | None) -> str | None:

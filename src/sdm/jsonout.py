@@ -273,7 +273,7 @@ def installed_json(item: Installed) -> InstalledJSON:
         "autov2": record.sha256[:10] if record else None,
         "source": record.source if record else None,
         "installed_at": record.installed_at if record else None,
-        "verified": bool(record and record.verified),
+        "verified": bool(record and record.trusted),
     }
 
 

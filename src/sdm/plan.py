@@ -54,6 +54,7 @@ class Fetch:
     mirrors: list[tuple[str, Locator]] = field(default_factory=list)
     location: Location | None = None
     notes: list[str] = field(default_factory=list)  # e.g. which mirror took over, and why
+    failed: list[tuple[str, SdmError]] = field(default_factory=list)  # sources that failed planning
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,6 +176,7 @@ class Planner:
             plan.fetch.mirrors = [
                 (m.describe(), self._remote(m, variant).locator) for m in variant.mirrors if m is not source
             ]
+            plan.fetch.failed = [(s.describe(), e) for s, e in errors]
             failed = "; ".join(f"{s.describe()} failed: {e.message}" for s, e in errors)
             return replace(
                 plan, reasons=(*reasons, *([f"mirror {source.describe()} ({failed})"] if errors else []))

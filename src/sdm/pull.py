@@ -118,6 +118,11 @@ def existing(store: Store, plan: Plan) -> Record | None:
         return None
     record = store.read_record(plan.dest)
     sha = expected_sha256(plan)
+    if record is not None and record.modified:
+        raise VerificationFailed(
+            f"{plan.dest} was modified since sdm placed it (sdm verify found other bytes)",
+            hint="use --force to download it again",
+        )
     if record is not None:
         if sha is None and record.origin in (plan.source, plan.fetch.source):
             return _adopt(store, plan, record)
@@ -214,7 +219,7 @@ def locate(plan: Plan, client: httpx.Client) -> Location:
     try:
         return fetch.locator(client)
     except (NetworkError, RemoteError, NotFound) as first:
-        tried: list[tuple[str, SdmError]] = [(fetch.source, first)]
+        tried: list[tuple[str, SdmError]] = [*fetch.failed, (fetch.source, first)]
         for name, locator in fetch.mirrors:
             try:
                 location = locator(client)

@@ -92,6 +92,12 @@ class Record:
     origin: str | None = None  # the source URI the bytes came from (None: imported by hand)
     converted_from: ConvertedFrom | None = None
     sidecars: tuple[str, ...] = ()  # names of sidecar files sdm wrote beside this one
+    modified: bool = False  # sdm verify found other bytes than these: the record keeps what should be
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the bytes on disk are the ones this record describes, as far as sdm knows."""
+        return self.verified and not self.modified
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
@@ -193,6 +199,25 @@ class Store:
         if record.size != stat.st_size or record.mtime_ns != stat.st_mtime_ns:
             return None
         return record
+
+    def any_record(self, path: Path) -> Record | None:
+        """The record for path even when the file changed since (size or mtime): verify
+        compares it with the bytes, and says "modified" rather than forgetting it."""
+        try:
+            return Record.from_json(json.loads(self._record_path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def recorded(self) -> Iterator[tuple[Path, Record]]:
+        """Every record with the path of the file it describes, whether or not the file is there."""
+        root = records_dir(self.root)
+        for folder in sorted(root.glob("*")) if root.is_dir() else ():
+            for record_file in sorted(folder.glob("*.json")):
+                try:
+                    record = Record.from_json(json.loads(record_file.read_text(encoding="utf-8")))
+                except (OSError, ValueError, TypeError):
+                    continue
+                yield self.root / folder.name.replace("~", "/") / record.filename, record
 
     def note_sidecars(self, path: Path, names: tuple[str, ...]) -> None:
         """Remember the sidecar files sdm wrote beside path, so rm removes those and only those."""

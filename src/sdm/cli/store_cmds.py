@@ -38,7 +38,7 @@ def list_installed(type_: TypeOpt = None, base: BaseOpt = None, as_json: JsonOpt
             (i.record.precision if i.record else None) or "?",
             human_size(i.size),
             i.record.sha256[:10] if i.record else "-",
-            "yes" if i.record and i.record.verified else "no",
+            "yes" if i.record and i.record.trusted else "no",
             (i.record.source if i.record else None) or "-",
             str(i.path),
         ]

@@ -18,6 +18,7 @@ from sdm.download.http import (
     read_capped,
     retry_delay,
     send,
+    server_wait,
     untrusted_certificate,
 )
 from sdm.download.location import Location
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 AuthMessage = Callable[["httpx.Response"], AuthRequired]
 TEXT_TYPES = ("text/html", "application/json", "text/plain", "application/xml", "text/xml")
 ATTEMPTS = 5
+TOTAL_WAIT = 120.0  # seconds one metadata request may spend waiting on the server, in all
 
 
 def _transient(exc: BaseException) -> bool:
@@ -49,7 +51,11 @@ def request(
     auth_error: AuthMessage | None = None,
     what: str = "the server",
 ) -> httpx.Response:
-    """One request with retries on connection errors, 429 and 5xx; errors mapped."""
+    """One request with retries on connection errors, 429 and 5xx; errors mapped.
+
+    The waits a server asks for (Retry-After, RateLimit) add up to TOTAL_WAIT at
+    most: past that, one clear line instead of minutes of silence."""
+    waited = 0.0
     for attempt in range(ATTEMPTS):
         try:
             response = send(client, method, url, creds, headers, follow=follow, stream=stream)
@@ -68,6 +74,14 @@ def request(
         if status in RETRY_STATUSES and attempt < ATTEMPTS - 1:
             delay = retry_delay(attempt, response.headers)
             response.close()
+            if waited + delay > TOTAL_WAIT:
+                asked = server_wait(response.headers) or delay
+                raise NetworkError(
+                    f"{what} answered HTTP {status} and asks to wait {asked:.0f} s more; "
+                    f"sdm stops after {TOTAL_WAIT:.0f} s of waiting",
+                    hint="try again later (a rate limit resets by itself)",
+                )
+            waited += delay
             time.sleep(delay)
             continue
         if status in (401, 403):
@@ -157,6 +171,7 @@ def probe(
             ranges=ranges,
             sha256=sha256,
             filename=disposition_filename(response.headers.get("content-disposition", "")),
+            last_modified=response.headers.get("last-modified"),
         )
     finally:
         response.close()

@@ -1,0 +1,261 @@
+"""Integrity of the store: what a server names, what import adopts, what verify and rm touch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelfiles import lora_like, sd15_like
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["run.sh", "victim.json", "x.exe", "victim.safetensors.sdm-lock"])
+def test_a_name_the_server_chooses_is_placed_only_if_it_is_a_model_file(sdm, hub, store, name):
+    data = lora_like(1)
+    hub.add_file("files/evil", data, disposition=name)
+    url = hub._signed("files/evil", name)
+    result = sdm("pull", url, "--type", "lora")
+    assert result.code != 0, result
+    assert result.err.startswith("sdm: error:") and "Traceback" not in result.err
+    assert not [
+        p for p in store.rglob("*") if (p.is_file() and not p.name.endswith(".json")) or p.name == name
+    ]
+    if name.endswith(".sdm-lock"):
+        # The refused name did not block the real file's pulls.
+        hub.add_file("files/victim", data, disposition="victim.safetensors")
+        assert sdm("pull", hub._signed("files/victim", "victim.safetensors"), "--type", "lora").code == 0
+
+
+def test_import_takes_a_symlinks_bytes_never_the_link(sdm, store, tmp_path):
+    outside = tmp_path / "elsewhere" / "real.safetensors"
+    outside.parent.mkdir()
+    outside.write_bytes(lora_like(2))
+    incoming = tmp_path / "incoming" / "loras"
+    incoming.mkdir(parents=True)
+    (incoming / "linked.safetensors").symlink_to(outside)
+    assert sdm("import", str(incoming)).code == 0
+    placed = store / "loras" / "linked.safetensors"
+    assert placed.is_file() and not placed.is_symlink()
+    assert placed.read_bytes() == outside.read_bytes()
+
+    (incoming / "moved.safetensors").symlink_to(outside)
+    outside2 = tmp_path / "elsewhere" / "other.safetensors"
+    outside2.write_bytes(lora_like(3))
+    (incoming / "moved.safetensors").unlink()
+    (incoming / "moved.safetensors").symlink_to(outside2)
+    assert sdm("import", str(incoming / "moved.safetensors"), "--move", "--type", "lora").code == 0
+    moved = store / "loras" / "moved.safetensors"
+    assert moved.is_file() and not moved.is_symlink() and moved.read_bytes() == outside2.read_bytes()
+    assert (
+        not (incoming / "moved.safetensors").exists() and outside2.exists()
+    )  # the link went, not its target
+
+
+def test_a_fifo_in_an_import_folder_is_skipped_with_a_line(store, tmp_path):
+    incoming = tmp_path / "incoming" / "loras"
+    incoming.mkdir(parents=True)
+    os.mkfifo(incoming / "blocker.safetensors")
+    (incoming / "good.safetensors").write_bytes(lora_like(4))
+    env = dict(os.environ, SDM_HOME=str(store))
+    # A read of the FIFO would block forever: the timeout is the test.
+    result = subprocess.run(
+        [sys.executable, "-m", "sdm", "import", str(incoming)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert "blocker.safetensors: a FIFO, not a regular file" in result.stdout
+    assert (store / "loras" / "good.safetensors").exists()
+
+
+def test_rm_removes_only_the_sidecars_sdm_wrote(sdm, hub, store):
+    hub.add_hf("org/r", "x.safetensors", lora_like(5))
+    assert sdm("pull", "hf://org/r/x.safetensors", "--type", "lora").code == 0
+    theirs = store / "loras" / "x.json"
+    theirs.write_text('{"written by": "another tool"}')
+    assert sdm("rm", "x", "--yes").code == 0
+    assert theirs.exists()  # sdm did not write it
+
+    hub.add_hf("org/r", "y.safetensors", lora_like(6))
+    assert sdm("pull", "hf://org/r/y.safetensors", "--type", "lora", "--sidecars").code == 0
+    ours = store / "loras" / "y.json"
+    assert ours.exists()
+    assert sdm("rm", "y", "--yes").code == 0
+    assert not ours.exists()
+
+
+def test_verify_reports_a_modified_file_and_a_missing_one(sdm, hub, store):
+    data = lora_like(7)
+    hub.add_hf("org/r", "m.safetensors", data)
+    hub.add_hf("org/r", "gone.safetensors", lora_like(8))
+    assert sdm("pull", "hf://org/r/m.safetensors", "hf://org/r/gone.safetensors", "--type", "lora").code == 0
+    path = store / "loras" / "m.safetensors"
+    flipped = bytearray(data)
+    flipped[-1] ^= 0xFF
+    path.write_bytes(bytes(flipped))  # an ordinary write: mtime changes too
+    (store / "loras" / "gone.safetensors").unlink()
+    result = sdm("verify", "--json")
+    assert result.code == 1, result
+    rows = {Path(r["path"]).name: r for r in result.json()}
+    assert rows["m.safetensors"]["ok"] is False and "modified" in rows["m.safetensors"]["reason"]
+    assert rows["gone.safetensors"]["ok"] is False and "missing" in rows["gone.safetensors"]["reason"]
+    listed = {Path(i["path"]).name: i for i in sdm("list", "--json").json()}
+    assert listed["m.safetensors"]["verified"] is False
+    assert listed["m.safetensors"]["id"] is None or listed["m.safetensors"]["sha256"] == sha(data)
+    assert any(e["filename"] == "m.safetensors" for e in sdm("export", "--json").json()["models"])
+
+
+def test_a_file_already_present_learns_its_catalog_id(sdm, hub, store, tmp_path, monkeypatch):
+    data = lora_like(9)
+    hub.add_hf("org/r", "mine.safetensors", data)
+    assert sdm("pull", "hf://org/r/mine.safetensors", "--type", "lora").code == 0
+    entry = {
+        "id": "my-lora",
+        "name": "My LoRA",
+        "type": "lora",
+        "base": "sd15",
+        "variants": [
+            {
+                "name": "v1",
+                "source": {"url": "https://example.invalid/mine.safetensors"},
+                "filename": "mine.safetensors",
+                "format": "safetensors",
+                "sha256": sha(data),
+            }
+        ],
+    }
+    path = tmp_path / "team.yaml"
+    path.write_text(yaml.safe_dump({"models": [entry]}))
+    monkeypatch.setenv("SDM_CATALOG", str(path))
+    result = sdm("pull", "my-lora", "--json")
+    assert result.code == 0 and json.loads(result.out)["status"] == "present", result
+    assert sdm("list", "--json").json()[0]["id"] == "my-lora"
+    assert sdm("verify", "my-lora").code == 0
+    assert sdm("rm", "my-lora", "--yes").code == 0
+
+
+def test_the_same_bytes_by_another_spec_are_linked_not_downloaded_again(sdm, hub, store):
+    data = lora_like(10)
+    hub.add_file("files/style", data, disposition="style.safetensors")
+    plain = hub._signed("files/style", "style.safetensors")
+    assert sdm("pull", plain, "--type", "lora").code == 0
+    hub.add_hf("org/r", "style-copy.safetensors", data)
+    before = hub.bytes_sent()
+    result = sdm("pull", "hf://org/r/style-copy.safetensors", "--type", "lora", "--json")
+    assert result.code == 0, result
+    assert json.loads(result.out)["status"] == "present"
+    assert hub.bytes_sent() - before <= 1  # the one-byte probe, no file bytes
+    a, b = store / "loras" / "style.safetensors", store / "loras" / "style-copy.safetensors"
+    assert os.path.samefile(a, b)
+
+
+def test_without_a_published_hash_the_same_name_from_another_source_is_not_present(sdm, hub, store):
+    hub.add_file("files/a", lora_like(11), disposition="same.safetensors")
+    hub.add_file("files/b", lora_like(12), disposition="same.safetensors")
+    assert sdm("pull", hub._signed("files/a", "same.safetensors"), "--type", "lora").code == 0
+    result = sdm("pull", hub._signed("files/b", "same.safetensors"), "--type", "lora")
+    assert result.code == 1 and "came from" in result.err, result
+    assert (store / "loras" / "same.safetensors").read_bytes() == lora_like(11)
+
+
+def test_a_plain_url_on_another_port_of_the_hf_host_is_a_plain_url(sdm, hub, store, monkeypatch):
+    # HF_ENDPOINT is http://127.0.0.1:PORT; the CDN is 127.0.0.2. Put the endpoint on the CDN's
+    # host with another port: origins are scheme, host and port, not the host alone.
+    data = lora_like(13)
+    hub.add_file("files/p", data, disposition="p.safetensors")
+    url = hub._signed("files/p", "p.safetensors")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.2:9")
+    result = sdm("pull", url, "--type", "lora")
+    assert result.code == 0, result
+    assert (store / "loras" / "p.safetensors").read_bytes() == data
+
+
+def test_every_source_tried_is_reported_and_a_network_failure_is_exit_1(
+    sdm, hub, store, tmp_path, monkeypatch
+):
+    dead = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    port = dead.server_address[1]
+    dead.server_close()  # nothing listens there now: connection refused
+    monkeypatch.setenv("SDM_CIVITAI_ENDPOINT", f"http://127.0.0.1:{port}")
+    entry = {
+        "id": "two-sources",
+        "name": "Two sources",
+        "type": "lora",
+        "base": "sd15",
+        "variants": [
+            {
+                "name": "v1",
+                "source": {"civitai": {"version": 777}},
+                "mirrors": [{"hf": {"repo": "org/none", "path": "missing.safetensors"}}],
+                "format": "safetensors",
+                "filename": "two.safetensors",
+            }
+        ],
+    }
+    hub.add_hf("org/none", "other.safetensors", lora_like(14))
+    path = tmp_path / "team.yaml"
+    path.write_text(yaml.safe_dump({"models": [entry]}))
+    monkeypatch.setenv("SDM_CATALOG", str(path))
+    monkeypatch.setenv("SDM_RETRIES", "0")
+    result = sdm("pull", "two-sources")
+    assert result.code == 1, result
+    assert "civitai://777" in result.err and "hf://org/none/missing.safetensors" in result.err
+
+
+def test_a_rate_limit_asking_for_an_hour_fails_at_once_with_one_line(store, tmp_path):
+    class Busy(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(429)
+            self.send_header("Retry-After", "3600")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = dict(
+            os.environ,
+            SDM_HOME=str(store),
+            SDM_CIVITAI_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "sdm", "pull", "civitai://123"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1
+    assert "asks to wait 3600 s" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_du_shows_the_base_of_pulled_and_imported_files(sdm, hub, store, tmp_path):
+    hub.add_hf("org/r", "d.safetensors", lora_like(15))
+    assert sdm("pull", "hf://org/r/d.safetensors", "--type", "lora").code == 0
+    incoming = tmp_path / "in" / "checkpoints"
+    incoming.mkdir(parents=True)
+    (incoming / "c.safetensors").write_bytes(sd15_like(16))
+    assert sdm("import", str(incoming)).code == 0
+    rows = {(r["type"], r["base"]) for r in sdm("du", "--json").json()}
+    assert ("lora", "sd15") in rows and ("checkpoint", "sd15") in rows
