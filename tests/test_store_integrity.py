@@ -259,3 +259,39 @@ def test_du_shows_the_base_of_pulled_and_imported_files(sdm, hub, store, tmp_pat
     assert sdm("import", str(incoming)).code == 0
     rows = {(r["type"], r["base"]) for r in sdm("du", "--json").json()}
     assert ("lora", "sd15") in rows and ("checkpoint", "sd15") in rows
+
+
+def test_a_symlinked_partial_file_is_never_written_through(sdm, hub, store, tmp_path):
+    from sdm.download.state import TransferState
+
+    data = lora_like(20)
+    hub.add_hf("org/r", "v.safetensors", data)
+    victim = tmp_path / "elsewhere" / "victim.bin"
+    victim.parent.mkdir()
+    victim.write_bytes(b"precious" * 1000)
+    folder = store / "loras"
+    folder.mkdir(parents=True)
+    partial = folder / "v.safetensors.sdm-partial"
+    partial.symlink_to(victim)
+    etag = f'"{hashlib.md5(data).hexdigest()}"'
+    TransferState("hf://org/r/v.safetensors", etag, len(data), done=[[0, 10]]).save(
+        folder / "v.safetensors.sdm-partial.json"
+    )
+    result = sdm("pull", "hf://org/r/v.safetensors", "--type", "lora")
+    assert victim.read_bytes() == b"precious" * 1000
+    if result.code == 0:  # the planted state was ignored and the link replaced: fine too
+        assert (folder / "v.safetensors").read_bytes() == data and not partial.is_symlink()
+    else:
+        assert result.err.startswith("sdm: error:") and "symlink" in result.err
+
+
+def test_clean_deletes_nothing_through_a_symlinked_type_folder(sdm, store, tmp_path):
+    elsewhere = tmp_path / "other-tool" / "loras"
+    elsewhere.mkdir(parents=True)
+    theirs = elsewhere / "their.safetensors.sdm-partial"
+    theirs.write_bytes(b"x" * 100)
+    store.mkdir(parents=True, exist_ok=True)
+    (store / "loras").symlink_to(elsewhere)
+    result = sdm("clean")
+    assert result.code == 0, result
+    assert theirs.exists()

@@ -260,5 +260,10 @@ class Store:
         return {sha: path for sha, path in self._by_sha256.items() if path.exists()}
 
     def partials(self) -> Iterator[Path]:
+        """Partial files in the type folders; not through a folder that is a symlink, whose
+        files belong to wherever it points (clean must delete nothing outside the store)."""
         for model_type in self.types:
-            yield from sorted(self.type_dir(model_type).glob(f"*{PARTIAL_SUFFIX}"))
+            folder = self.type_dir(model_type)
+            if folder.is_symlink():
+                continue
+            yield from sorted(folder.glob(f"*{PARTIAL_SUFFIX}"))

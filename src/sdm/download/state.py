@@ -29,6 +29,8 @@ class TransferState:
 
     @classmethod
     def load(cls, path: Path) -> TransferState | None:
+        if path.is_symlink():
+            return None  # sdm writes its state by rename: a link is someone else's
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             state = cls(**{k: data[k] for k in ("key", "etag", "size", "sha256", "done")})
