@@ -295,3 +295,36 @@ def test_clean_deletes_nothing_through_a_symlinked_type_folder(sdm, store, tmp_p
     result = sdm("clean")
     assert result.code == 0, result
     assert theirs.exists()
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_a_yaml_alias_bomb_is_refused_in_one_line_everywhere(sdm, tmp_path, monkeypatch):
+    spec = tmp_path / "models.yaml"
+    spec.write_text(BOMB + "models: [*i]\n")
+    result = sdm("pull", "-f", str(spec), "--dry-run")
+    assert result.code == 2 and "expands to more than" in result.err, result
+    config_dir = tmp_path / "config"
+    config_dir.mkdir(exist_ok=True)
+    (config_dir / "config.yaml").write_text(BOMB)
+    assert "expands to more than" in sdm("list").err
+    (config_dir / "config.yaml").unlink()
+    catalog = tmp_path / "bomb-catalog.yaml"
+    catalog.write_text(BOMB + "models: []\n")
+    checked = sdm("catalog", "check", str(catalog))
+    assert checked.code == 1 and "expands to more than" in checked.err
+
+
+def test_undecodable_config_and_catalog_files_are_one_line(sdm, tmp_path):
+    catalog = tmp_path / "latin1.yaml"
+    catalog.write_bytes("models: []\n# caf\xe9\n".encode("latin-1"))
+    checked = sdm("catalog", "check", str(catalog))
+    assert checked.code == 1 and "not UTF-8" in checked.err and "Traceback" not in checked.err
+    config_dir = tmp_path / "config"
+    config_dir.mkdir(exist_ok=True)
+    (config_dir / "config.yaml").write_bytes(b"layout: \xff\xfe\n")
+    listed = sdm("list")
+    assert listed.code == 2 and "not UTF-8" in listed.err

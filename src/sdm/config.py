@@ -168,12 +168,18 @@ def read_file(path: Path | None = None) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
     import yaml
 
+    from sdm import yamlsafe
+
     try:
-        data = yaml.safe_load(text) or {}
+        data = yamlsafe.load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    except yamlsafe.YAMLTooLarge as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must be a mapping of key: value")
     return data

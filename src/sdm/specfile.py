@@ -109,6 +109,8 @@ def read(path: Path, base: PullOptions) -> list[Entry]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path} is not UTF-8 text (byte {exc.start})") from None
     if path.suffix.lower() in (".yaml", ".yml") or text.lstrip().startswith(("-", "models:")):
         return _read_yaml(path, text, base)
     entries = []
@@ -125,10 +127,14 @@ def read(path: Path, base: PullOptions) -> list[Entry]:
 def _read_yaml(path: Path, text: str, base: PullOptions) -> list[Entry]:
     import yaml
 
+    from sdm import yamlsafe
+
     try:
-        data = yaml.safe_load(text)
+        data = yamlsafe.load(text)
     except yaml.YAMLError as exc:
         raise BadInput(f"{path} is not valid YAML: {exc}") from None
+    except yamlsafe.YAMLTooLarge as exc:
+        raise BadInput(f"{path}: {exc}") from None
     if isinstance(data, dict):
         data = data.get("models")
     if not isinstance(data, list):

@@ -96,13 +96,17 @@ def read_file(file: Path) -> tuple[list[Model], list[Problem]]:
     import yaml
     from pydantic import ValidationError
 
+    from sdm import yamlsafe
     from sdm.catalog.schema import ModelEntry
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.load(file.read_text(encoding="utf-8"), Loader=loader)
+        data = yamlsafe.load(file.read_text(encoding="utf-8"))
     except OSError as exc:
         return [], [Problem(file, None, None, f"cannot read: {exc.strerror}")]
+    except UnicodeDecodeError as exc:
+        return [], [Problem(file, None, None, f"not UTF-8 text (byte {exc.start}): not a catalog file")]
+    except yamlsafe.YAMLTooLarge as exc:
+        return [], [Problem(file, None, None, str(exc))]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
