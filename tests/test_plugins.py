@@ -135,3 +135,13 @@ def test_a_broken_plugin_is_one_warning_and_sdm_still_works(sdm, hub, tmp_path, 
         base.reset()
     assert result.code == 0, result
     assert "source plugin 'broken'" in result.err and "Traceback" not in result.err
+
+
+def test_a_plugins_bug_fails_its_own_file_and_the_others_are_placed(sdm, hub, toy, store):
+    data = lora_like(6)
+    hub.add_file("toy/fine.safetensors", data)
+    result = sdm("pull", "toy://boom.safetensors", "toy://fine.safetensors")
+    assert result.code == 1, result
+    assert (store / "loras" / "fine.safetensors").read_bytes() == data
+    assert "boom.safetensors" in result.err and "the toy source has a bug" in result.err
+    assert "Traceback" not in result.err

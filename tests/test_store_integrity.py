@@ -328,3 +328,98 @@ def test_undecodable_config_and_catalog_files_are_one_line(sdm, tmp_path):
     (config_dir / "config.yaml").write_bytes(b"layout: \xff\xfe\n")
     listed = sdm("list")
     assert listed.code == 2 and "not UTF-8" in listed.err
+
+
+def serve_json(body: bytes) -> ThreadingHTTPServer:
+    class Civitai(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Civitai)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+GOOD_FILE = {"id": 1, "name": "x.safetensors", "sizeKB": 1.0, "hashes": {}, "metadata": {}}
+CIVITAI_SHAPES = {
+    "files as a string": {"id": 5, "files": "abc"},
+    "files of numbers": {"id": 5, "files": [1, 2]},
+    "a file id as text": {"id": 5, "files": [dict(GOOD_FILE, id="x")]},
+    "sizeKB 1e308": {"id": 5, "files": [dict(GOOD_FILE, sizeKB=1e308)]},
+    "a negative size": {"id": 5, "files": [dict(GOOD_FILE, sizeKB=-5)]},
+    "baseModel a number": {"id": 5, "baseModel": 5, "files": [GOOD_FILE]},
+    "trainedWords a string": {"id": 5, "trainedWords": "word", "files": [GOOD_FILE]},
+    "model a string": {"id": 5, "model": "x", "files": [GOOD_FILE]},
+    "a list, not an object": [],
+    "hashes a list": {"id": 5, "files": [dict(GOOD_FILE, hashes=[])]},
+    "metadata of numbers": {"id": 5, "files": [dict(GOOD_FILE, metadata={"format": 5})]},
+}
+
+
+@pytest.mark.parametrize("shape", [*CIVITAI_SHAPES, "a 200,000-deep array"])
+def test_a_civitai_answer_of_the_wrong_shape_is_one_line(sdm, store, monkeypatch, shape):
+    body = (
+        b"[" * 200_000 + b"]" * 200_000
+        if shape not in CIVITAI_SHAPES
+        else json.dumps(CIVITAI_SHAPES[shape]).encode()
+    )
+    server = serve_json(body)
+    try:
+        monkeypatch.setenv("SDM_CIVITAI_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        result = sdm("pull", "civitai://5", "--type", "lora")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.code == 1, result
+    assert result.err.startswith("sdm: error: ") and "Traceback" not in result.err
+    assert "internal error" not in result.err
+
+
+def test_sdm_home_pointing_at_a_file_is_one_line(sdm, tmp_path, monkeypatch):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    monkeypatch.setenv("SDM_HOME", str(not_a_folder))
+    for args in (["list"], ["pull", "sd15", "--dry-run"]):
+        result = sdm(*args)
+        assert result.code == 2 and "is a file, not a folder" in result.err, result
+
+
+def test_a_read_only_store_still_says_a_file_is_present(hub, store, tmp_path):
+    import shutil
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare -rm for a read-only mount")
+    hub.add_hf("org/r", "ro.safetensors", lora_like(30))
+    exe = [sys.executable, "-m", "sdm"]
+    env = dict(os.environ, SDM_HOME=str(store))
+    first = subprocess.run(
+        [*exe, "pull", "hf://org/r/ro.safetensors", "--type", "lora"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert first.returncode == 0, first.stderr
+    cmd = " ".join(exe)
+    script = (
+        f"mount --bind {store} {store} && mount -o remount,bind,ro {store} && "
+        f"{cmd} pull hf://org/r/ro.safetensors --type lora; echo rc=$?; "
+        f"{cmd} pull hf://org/r/other.safetensors --type lora; echo rc=$?"
+    )
+    hub.add_hf("org/r", "other.safetensors", lora_like(31))
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    if "rc=" not in result.stdout:
+        pytest.skip(f"cannot make a read-only mount here: {result.stderr[:200]}")
+    codes = [line for line in result.stdout.splitlines() if line.startswith("rc=")]
+    assert codes[0] == "rc=0", result
+    assert codes[1] == "rc=1" and "Read-only file system" in result.stderr, result
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr

@@ -48,7 +48,10 @@ def parse_size(raw: str) -> int:
 
 
 def _parse_path(raw: str) -> str:
-    return str(Path(os.path.expanduser(str(raw))).absolute())
+    path = Path(os.path.expanduser(str(raw))).absolute()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file, not a folder")
+    return str(path)
 
 
 def _parse_url(raw: str) -> str:

@@ -9,6 +9,7 @@ after the cast), and only then renamed into place.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdm.errors import BadInput, VerificationFailed
+from sdm.errors import BadInput, DiskFull, VerificationFailed
 
 CHUNK = 16 * 1024 * 1024
 ITEMSIZE = {
@@ -287,6 +288,13 @@ def convert(
             os.fsync(fh.fileno())
         sha256 = _check(tmp, plan, crcs)
         os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)  # nothing half-written is left behind
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(
+                f"the disk is full writing {out}", hint="free some space and convert again"
+            ) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -149,6 +149,20 @@ def existing(store: Store, plan: Plan) -> Record | None:
     )
 
 
+def _recorded_as_present(store: Store, plan: Plan) -> Record | None:
+    """existing()'s answer when a valid record alone gives it: no hashing, no writing, no error
+    (anything less certain is decided under the lock)."""
+    if not plan.dest.exists():
+        return None
+    record = store.read_record(plan.dest)
+    if record is None or record.modified or (plan.model_id and record.id != plan.model_id):
+        return None
+    sha = expected_sha256(plan)
+    if sha is not None:
+        return record if record.sha256 == sha else None
+    return record if record.origin in (plan.source, plan.fetch.source) else None
+
+
 def _adopt(store: Store, plan: Plan, record: Record) -> Record:
     """A file already in place, now known as this plan's catalog model: its record says so,
     so that rm, verify and export know it by that id."""
@@ -251,7 +265,17 @@ def locate_all(
                 plan.fetch.location = locate(plan, client)
         except SdmError as exc:
             failures.append((plan, exc))
+        except Exception as exc:
+            failures.append((plan, as_file_error(exc)))
     return failures
+
+
+def as_file_error(exc: Exception) -> SdmError:
+    """An unexpected error while pulling one file, as that file's failure (the others go on)."""
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return SdmError(f"{exc.strerror or exc}{where}")
+    return SdmError(f"internal error: {type(exc).__name__}: {exc} (a bug: please report it)")
 
 
 @dataclass
@@ -276,6 +300,11 @@ class Puller:
                 except SdmError as exc:
                     self.reporter.failed(plan, exc)
                     failures.append((plan, exc))
+                    continue
+                except Exception as exc:
+                    error = as_file_error(exc)
+                    self.reporter.failed(plan, error)
+                    failures.append((plan, error))
                     continue
                 if self.opts.sidecars:
                     self._write_sidecars(outcome)
@@ -304,6 +333,12 @@ class Puller:
 
     def pull_one(self, plan: Plan) -> Outcome:
         started = time.monotonic()
+        if not self.opts.force and not plan.convert:
+            # A file already in place needs no lock: a read-only store can still say so.
+            record = _recorded_as_present(self.store, plan)
+            if record is not None:
+                elapsed = time.monotonic() - started
+                return Outcome(plan, "present", plan.dest, record.size, record.sha256, elapsed)
         self.store.type_dir(plan.type).mkdir(parents=True, exist_ok=True)
         with lock.hold(lock_path(plan.dest), on_wait=lambda m: self.reporter.status(plan, m)):
             if plan.convert and not self.opts.force:
@@ -428,7 +463,8 @@ class Puller:
                 no_verify_hash=self.opts.no_verify_hash,
                 on_status=lambda m: self.reporter.status(plan, m),
             )
-        except SdmError:
+        except Exception:
+            # Bytes that failed a check (or made a checker fail) are never kept for a resume.
             partial.unlink(missing_ok=True)
             state_path(partial).unlink(missing_ok=True)
             raise

@@ -30,6 +30,8 @@ class Toy(BaseSource):
         url = f"{os.environ['TOY_ENDPOINT']}/files/{name}"
 
         def locate(client: Any) -> Location:
+            if name.startswith("boom"):
+                raise RuntimeError("the toy source has a bug")  # a plugin's own failure
             return probe(client, url, ctx.creds, what="the toy hub")
 
         return Remote(

@@ -110,6 +110,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
+        except OSError as exc:
+            # A read-only store, a permission, a full disk: the user's to fix, not a bug.
+            where = f": {exc.filename}" if exc.filename else ""
+            sys.stderr.write(f"sdm: error: {exc.strerror or exc}{where}\n")
+            raise typer.Exit(1) from None
         except Exception as exc:
             if DEBUG["on"]:
                 raise

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sdm.download.http import Credentials, error_message, netloc
 from sdm.download.location import Location, Locator
-from sdm.errors import AuthRequired, BadInput, NotFound
+from sdm.errors import AuthRequired, BadInput, NotFound, RemoteError
 from sdm.sources.base import BaseSource, Context, Ref, Remote, Want
 from sdm.sources.common import AuthMessage, get_json, probe
 from sdm.vocab import base_from_civitai, format_from_extension, type_from_civitai
@@ -44,13 +44,58 @@ def auth_error(endpoint: str, has_token: bool) -> AuthMessage:
 
 
 def version_info(client: httpx.Client, endpoint: str, version: int, creds: Credentials) -> Any:
-    return get_json(
+    what = f"Civitai (model version {version})"
+    data = get_json(
         client,
         f"{endpoint}/api/v1/model-versions/{version}",
         creds,
-        f"Civitai (model version {version})",
+        what,
         auth_error(endpoint, creds.has_token_for(endpoint)),
     )
+    return checked_version(data, what)
+
+
+def _wrong(what: str, field: str, expected: str) -> RemoteError:
+    return RemoteError(f"{what} sent an answer sdm cannot use: {field} should be {expected}")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 2**50
+
+
+def checked_version(data: object, what: str) -> dict[str, Any]:
+    """Civitai's model-version object with the types sdm relies on, or one RemoteError.
+
+    The API is the edge: whatever it sends (a string for files, 1e308 KB, a number for
+    baseModel) must end in one line, never deep in planning."""
+    if not isinstance(data, dict):
+        raise _wrong(what, "the answer", "an object")
+    files = data.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        raise _wrong(what, "files", "a list of objects")
+    for entry in files:
+        if not isinstance(entry.get("id"), int) or isinstance(entry.get("id"), bool):
+            raise _wrong(what, "files[].id", "a number")
+        if not isinstance(entry.get("name", ""), str):
+            raise _wrong(what, "files[].name", "a string")
+        if entry.get("sizeKB") is not None and not _finite(entry["sizeKB"]):
+            raise _wrong(what, "files[].sizeKB", "a size in KB")
+        for key in ("hashes", "metadata"):
+            if not isinstance(entry.get(key) or {}, dict):
+                raise _wrong(what, f"files[].{key}", "an object")
+        meta = entry.get("metadata") or {}
+        if not all(isinstance(meta.get(k), (str, type(None))) for k in ("format", "fp", "size")):
+            raise _wrong(what, "files[].metadata", "strings")
+    if not isinstance(data.get("baseModel"), (str, type(None))):
+        raise _wrong(what, "baseModel", "a string")
+    words = data.get("trainedWords") or []
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        raise _wrong(what, "trainedWords", "a list of strings")
+    if not isinstance(data.get("model") or {}, dict):
+        raise _wrong(what, "model", "an object")
+    if not isinstance(data.get("id", 0), int):
+        raise _wrong(what, "id", "a number")
+    return data
 
 
 def latest_version(client: httpx.Client, endpoint: str, model: int, creds: Credentials) -> int:
@@ -61,10 +106,13 @@ def latest_version(client: httpx.Client, endpoint: str, model: int, creds: Crede
         f"Civitai (model {model})",
         auth_error(endpoint, creds.has_token_for(endpoint)),
     )
-    versions = data.get("modelVersions") or []
-    if not versions:
+    versions = data.get("modelVersions") if isinstance(data, dict) else None
+    if versions == [] or (versions is None and isinstance(data, dict)):
         raise NotFound(f"Civitai model {model} has no downloadable version")
-    return int(versions[0]["id"])
+    first = versions[0] if isinstance(versions, list) and versions else None
+    if not isinstance(first, dict) or not isinstance(first.get("id"), int):
+        raise _wrong(f"Civitai (model {model})", "modelVersions", "a list of versions with ids")
+    return int(first["id"])
 
 
 def model_files(info: dict[str, Any]) -> list[dict[str, Any]]:

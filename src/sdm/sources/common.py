@@ -122,6 +122,8 @@ def get_json(
         return json.loads(body)
     except ValueError:
         raise RemoteError(f"{what} sent something other than JSON: {first_line(body)}") from None
+    except RecursionError:  # an array nested a hundred thousand deep
+        raise RemoteError(f"{what} sent JSON nested too deeply to read") from None
 
 
 def probe(
