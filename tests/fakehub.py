@@ -88,6 +88,7 @@ class FakeHub:
         self.civitai: dict[int, dict[str, Any]] = {}  # version id -> API object
         self.civitai_files: dict[int, str] = {}  # civitai file id -> file key
         self.login_required: set[int] = set()
+        self.early_access: dict[int, str] = {}  # version id -> deadline
         self.requests: list[Seen] = []
         self.lock = threading.Lock()
         self.signature_ttl = 3600.0
@@ -327,6 +328,17 @@ class FakeHub:
             info = self.civitai.get(version)
             if info is None:
                 return self._json(h, seen, 404, {"error": "File not found"})
+            if version in self.early_access:
+                return self._json(
+                    h,
+                    seen,
+                    403,
+                    {
+                        "error": "Early Access",
+                        "deadline": self.early_access[version],
+                        "message": "This asset is in Early Access. You can use Buzz access it now!",
+                    },
+                )
             if version in self.login_required and auth != f"Bearer {CIVITAI_TOKEN}":
                 return self._json(
                     h,

@@ -128,7 +128,8 @@ def pull(
     companions is False or the list is frozen (a manifest names every file).
     """
     from sdm.catalog.load import load
-    from sdm.download.http import Credentials, make_client
+    from sdm.download.http import Credentials
+    from sdm.offline import hub_client
     from sdm.plan import Planner, PullOptions, dedupe, pin, plan_one
     from sdm.plan import companions as companions_of
     from sdm.pull import Puller, PullReport, Tuning, check_space, locate_all
@@ -162,7 +163,7 @@ def pull(
     creds = Credentials.for_endpoints(all_tokens(current))
     tuning = Tuning.from_settings(current, connections, parallel)
     report = reporter or SilentReporter()
-    with make_client(tuning.stall_timeout) as client:
+    with hub_client(current, tuning.stall_timeout) as client:
         planner = Planner(load(), store, Context(current, creds), client, options)
         plans = []
         for entry in entries:

@@ -25,3 +25,6 @@ class Resolved:
     parallel: int
     retries: int
     stall_timeout: int
+    offline: bool = False
+    previews: bool = False
+    nsfw: bool = False
