@@ -35,6 +35,8 @@ PROBE = {"path", "format", "type", "base", "precision", "ema", "weights", "subty
 PROBE |= {"autov1", "autov2", "autov3", "id", "variant", "metadata", "evidence"}
 CONFIG = {"value", "origin", "help"}
 EXPORT = {"spec", "type", "sha256", "filename", "source"}
+HUB_RESULT = {"hub", "name", "type", "base", "creator", "downloads", "likes", "size", "spec", "filename"}
+HUB_RESULT |= {"nsfw", "url"}
 
 
 def keys(typed: Any) -> set[str]:
@@ -54,6 +56,7 @@ def test_typed_dicts_are_the_documented_shapes():
     assert keys(jsonout.ImportedJSON) == IMPORTED
     assert keys(jsonout.UsageJSON) == USAGE
     assert keys(jsonout.ConvertJSON) == CONVERT
+    assert keys(jsonout.HubResultJSON) == HUB_RESULT
 
 
 def test_catalog_commands_json_keys(sdm):

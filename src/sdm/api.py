@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sdm.formats.pickle_scan import ScanResult
     from sdm.formats.probe import Probe
     from sdm.health import Usage, VerifyReport
+    from sdm.hubsearch import HubSearch
     from sdm.importer import Imported
     from sdm.manifest import Manifest
     from sdm.plan import Plan
@@ -61,6 +62,25 @@ def search(query: str | None = None, types: Sequence[str] = (), bases: Sequence[
     from sdm.catalog.search import search as run
 
     return run(catalog(), query, list(types), list(bases))
+
+
+def search_online(
+    query: str | None = None,
+    types: Sequence[str] = (),
+    bases: Sequence[str] = (),
+    *,
+    nsfw: bool | None = None,
+    limit: int = 10,
+    settings: Settings | None = None,
+) -> HubSearch:
+    """Live results from Civitai and Hugging Face, each with the spec that pulls it.
+
+    A hub that cannot be asked (offline, rate-limited, down) is a line in
+    `problems`, never an exception. Answers are cached (SDM_CACHE_DIR)."""
+    from sdm.hubsearch import search as run
+
+    current = _settings(settings)
+    return run(query, types, bases, current, nsfw=current.nsfw if nsfw is None else nsfw, limit=limit)
 
 
 def info(model_id: str) -> tuple[Model, Path | None]:

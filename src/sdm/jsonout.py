@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sdm.formats.pickle_scan import ScanResult
     from sdm.formats.probe import Probe
     from sdm.health import Check, Partial
+    from sdm.hubsearch import HubResult
     from sdm.importer import Imported
     from sdm.plan import Plan
     from sdm.pull import Outcome
@@ -194,6 +195,40 @@ class ConvertJSON(TypedDict):
     dropped: int
     source: str
     source_sha256: str
+
+
+class HubResultJSON(TypedDict):
+    """`sdm search --online --json`: one per hub result, after the catalog's entries."""
+
+    hub: str
+    name: str
+    type: str | None
+    base: str | None
+    creator: str | None
+    downloads: int | None
+    likes: int | None
+    size: int | None
+    spec: str
+    filename: str | None
+    nsfw: bool
+    url: str
+
+
+def hub_result_json(result: HubResult) -> HubResultJSON:
+    return HubResultJSON(
+        hub=result.hub,
+        name=result.name,
+        type=result.type,
+        base=result.base,
+        creator=result.creator,
+        downloads=result.downloads,
+        likes=result.likes,
+        size=result.size,
+        spec=result.spec,
+        filename=result.filename,
+        nsfw=result.nsfw,
+        url=result.url,
+    )
 
 
 def source_json(source: Source) -> SourceJSON:
