@@ -37,6 +37,9 @@ CONFIG = {"value", "origin", "help"}
 EXPORT = {"spec", "type", "sha256", "filename", "source"}
 HUB_RESULT = {"hub", "name", "type", "base", "creator", "downloads", "likes", "size", "spec", "filename"}
 HUB_RESULT |= {"nsfw", "url"}
+REMOTE_MODEL = {"hub", "spec", "name", "version", "type", "base", "creator", "license", "gated", "nsfw"}
+REMOTE_MODEL |= {"trigger_words", "description", "url", "files"}
+REMOTE_FILE = {"name", "format", "precision", "size", "sha256", "spec", "default"}
 
 
 def keys(typed: Any) -> set[str]:
@@ -57,6 +60,8 @@ def test_typed_dicts_are_the_documented_shapes():
     assert keys(jsonout.UsageJSON) == USAGE
     assert keys(jsonout.ConvertJSON) == CONVERT
     assert keys(jsonout.HubResultJSON) == HUB_RESULT
+    assert keys(jsonout.RemoteModelJSON) == REMOTE_MODEL
+    assert keys(jsonout.RemoteFileJSON) == REMOTE_FILE
 
 
 def test_catalog_commands_json_keys(sdm):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sdm.formats.pickle_scan import ScanResult
     from sdm.formats.probe import Probe
     from sdm.health import Usage, VerifyReport
+    from sdm.hubinfo import RemoteModel
     from sdm.hubsearch import HubSearch
     from sdm.importer import Imported
     from sdm.manifest import Manifest
@@ -88,6 +89,13 @@ def info(model_id: str) -> tuple[Model, Path | None]:
     found = catalog()
     model = found.get(model_id)
     return model, found.origin.get(model.id)
+
+
+def info_remote(spec: str, settings: Settings | None = None) -> RemoteModel:
+    """What `info ID` shows, for a model on a hub: civitai://VERSION, a Civitai URL, hf://ORG/REPO[/PATH]."""
+    from sdm.hubinfo import info as run
+
+    return run(spec, _settings(settings))
 
 
 # --- the pull -------------------------------------------------------------------

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sdm.formats.pickle_scan import ScanResult
     from sdm.formats.probe import Probe
     from sdm.health import Check, Partial
+    from sdm.hubinfo import RemoteModel
     from sdm.hubsearch import HubResult
     from sdm.importer import Imported
     from sdm.plan import Plan
@@ -228,6 +229,65 @@ def hub_result_json(result: HubResult) -> HubResultJSON:
         filename=result.filename,
         nsfw=result.nsfw,
         url=result.url,
+    )
+
+
+class RemoteFileJSON(TypedDict):
+    name: str
+    format: str | None
+    precision: str | None
+    size: int | None
+    sha256: str | None
+    spec: str
+    default: bool
+
+
+class RemoteModelJSON(TypedDict):
+    """`sdm info civitai://VERSION --json`, `sdm info hf://ORG/REPO --json`."""
+
+    hub: str
+    spec: str
+    name: str
+    version: str | None
+    type: str | None
+    base: str | None
+    creator: str | None
+    license: str | None
+    gated: bool
+    nsfw: bool
+    trigger_words: list[str]
+    description: str
+    url: str
+    files: list[RemoteFileJSON]
+
+
+def remote_model_json(found: RemoteModel) -> RemoteModelJSON:
+    return RemoteModelJSON(
+        hub=found.hub,
+        spec=found.spec,
+        name=found.name,
+        version=found.version,
+        type=found.type,
+        base=found.base,
+        creator=found.creator,
+        license=found.license,
+        gated=found.gated,
+        nsfw=found.nsfw,
+        trigger_words=list(found.trigger_words),
+        description=found.description,
+        url=found.url,
+        files=[
+            RemoteFileJSON(
+                name=f.name,
+                format=f.format,
+                precision=f.precision,
+                size=f.size,
+                sha256=f.sha256,
+                spec=f.spec,
+                default=f.default,
+            )
+            for f in found.files
+        ],
     )
 
 

@@ -151,21 +151,76 @@ def _popularity(downloads: int | None, likes: int | None) -> str:
     return ", ".join(p for p in parts if p) or "-"
 
 
-@app.command(epilog="Examples:\n\n  sdm info dreamshaper\n\n  sdm info sd15 --json")
+@app.command(
+    epilog="Examples:\n\n  sdm info dreamshaper\n\n  sdm info sd15 --json\n\n"
+    "  sdm info civitai://128713\n\n  sdm info hf://stabilityai/sdxl-vae --json"
+)
 @handle_errors
 def info(
-    model_id: Annotated[str, typer.Argument(metavar="ID", help="Model id or alias.")],
+    model_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID", help="Model id or alias; or civitai://VERSION, a Civitai URL, hf://ORG/REPO[/PATH]."
+        ),
+    ],
     as_json: JsonOpt = False,
 ) -> None:
-    """Show everything the catalog knows about a model: variants, sources, usage hints."""
+    """Show everything the catalog (or, for a hub spec, the hub) knows about a model."""
     from sdm import api
+    from sdm.hubinfo import is_remote
     from sdm.jsonout import model_json
 
+    if is_remote(model_id):
+        _remote_info(model_id, as_json)
+        return
     model, origin = api.info(model_id)
     if as_json:
         print_json(model_json(model, origin))
         return
     _render_info(model, api.catalog())
+
+
+def _remote_info(spec: str, as_json: bool) -> None:
+    from sdm import api
+    from sdm.cli.base import settings
+    from sdm.jsonout import remote_model_json
+
+    found = api.info_remote(spec, settings())
+    if as_json:
+        print_json(remote_model_json(found))
+        return
+    echo(found.name + (f" ({found.version})" if found.version else ""))
+    if found.description:
+        echo(found.description)
+    echo()
+    facts = [
+        ("spec", found.spec),
+        ("type", found.type or "unknown"),
+        ("base", found.base or "unknown"),
+        ("by", found.creator or "?"),
+        ("license", found.license or "see the model's page"),
+        ("page", found.url),
+        ("trigger words", ", ".join(found.trigger_words) or "-"),
+    ]
+    if found.gated:
+        facts.append(("gated", "yes: needs a login token, an accepted licence or early access"))
+    if found.nsfw:
+        facts.append(("nsfw", "yes"))
+    print_table(["", ""], [[k, v] for k, v in facts], header=False)
+    echo()
+    rows = [
+        [
+            ("*" if f.default else "") + f.name,
+            f.format or "?",
+            f.precision or "?",
+            human_size(f.size),
+            (f.sha256 or "unknown")[:10],
+            f.spec,
+        ]
+        for f in found.files
+    ]
+    print_table(["FILE", "FORMAT", "PRECISION", "SIZE", "SHA256", "SPEC"], rows)
+    echo("* pulled by the spec above")
 
 
 def _requires_rows(model: "Model", catalog: "Catalog") -> list[list[str]]:
