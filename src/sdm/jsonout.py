@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from sdm.formats.pickle_scan import ScanResult
     from sdm.formats.probe import Probe
     from sdm.health import Check, Partial
-    from sdm.hubinfo import RemoteModel
-    from sdm.hubsearch import HubResult
     from sdm.importer import Imported
     from sdm.plan import Plan
     from sdm.pull import Outcome
@@ -196,99 +194,6 @@ class ConvertJSON(TypedDict):
     dropped: int
     source: str
     source_sha256: str
-
-
-class HubResultJSON(TypedDict):
-    """`sdm search --online --json`: one per hub result, after the catalog's entries."""
-
-    hub: str
-    name: str
-    type: str | None
-    base: str | None
-    creator: str | None
-    downloads: int | None
-    likes: int | None
-    size: int | None
-    spec: str
-    filename: str | None
-    nsfw: bool
-    url: str
-
-
-def hub_result_json(result: HubResult) -> HubResultJSON:
-    return HubResultJSON(
-        hub=result.hub,
-        name=result.name,
-        type=result.type,
-        base=result.base,
-        creator=result.creator,
-        downloads=result.downloads,
-        likes=result.likes,
-        size=result.size,
-        spec=result.spec,
-        filename=result.filename,
-        nsfw=result.nsfw,
-        url=result.url,
-    )
-
-
-class RemoteFileJSON(TypedDict):
-    name: str
-    format: str | None
-    precision: str | None
-    size: int | None
-    sha256: str | None
-    spec: str
-    default: bool
-
-
-class RemoteModelJSON(TypedDict):
-    """`sdm info civitai://VERSION --json`, `sdm info hf://ORG/REPO --json`."""
-
-    hub: str
-    spec: str
-    name: str
-    version: str | None
-    type: str | None
-    base: str | None
-    creator: str | None
-    license: str | None
-    gated: bool
-    nsfw: bool
-    trigger_words: list[str]
-    description: str
-    url: str
-    files: list[RemoteFileJSON]
-
-
-def remote_model_json(found: RemoteModel) -> RemoteModelJSON:
-    return RemoteModelJSON(
-        hub=found.hub,
-        spec=found.spec,
-        name=found.name,
-        version=found.version,
-        type=found.type,
-        base=found.base,
-        creator=found.creator,
-        license=found.license,
-        gated=found.gated,
-        nsfw=found.nsfw,
-        trigger_words=list(found.trigger_words),
-        description=found.description,
-        url=found.url,
-        files=[
-            RemoteFileJSON(
-                name=f.name,
-                format=f.format,
-                precision=f.precision,
-                size=f.size,
-                sha256=f.sha256,
-                spec=f.spec,
-                default=f.default,
-            )
-            for f in found.files
-        ],
-    )
 
 
 def source_json(source: Source) -> SourceJSON:
@@ -481,3 +386,30 @@ def convert_json(result: ConvertResult, source: Path) -> ConvertJSON:
 def probe_json(found: Probe) -> dict[str, Any]:
     """`sdm probe --json`: keys as in Probe.as_json()."""
     return found.as_json()
+
+
+# The shapes of the commands that ask the hubs (search --online, info of a hub spec,
+# identify, outdated) live in jsonhubs.py; they are part of this contract too.
+from sdm.jsonhubs import (  # noqa: E402
+    HubResultJSON,
+    IdentifiedJSON,
+    OutdatedJSON,
+    RemoteFileJSON,
+    RemoteModelJSON,
+    hub_result_json,
+    identified_json,
+    outdated_json,
+    remote_model_json,
+)
+
+__all__ = [
+    "HubResultJSON",
+    "IdentifiedJSON",
+    "OutdatedJSON",
+    "RemoteFileJSON",
+    "RemoteModelJSON",
+    "hub_result_json",
+    "identified_json",
+    "outdated_json",
+    "remote_model_json",
+]

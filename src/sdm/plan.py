@@ -83,6 +83,7 @@ class Plan:
     trigger_words: tuple[str, ...] = ()
     weight: float | None = None
     civitai_info: Mapping[str, Any] | None = None  # the API's model-version object
+    negative_prompt: str | None = None  # the catalog's, for A1111's sidecar
 
     @property
     def converted_dest(self) -> Path:
@@ -218,6 +219,7 @@ class Planner:
             trigger_words=model.hints.trigger_words,
             weight=model.hints.weight,
             civitai_info=remote.info,
+            negative_prompt=model.hints.negative_prompt,
             **_hashes({**catalog_hashes, **remote.hashes}),
         )
 

@@ -35,6 +35,14 @@ def import_(
             help="Accept pickle files whose imports sdm does not know (never dangerous ones).",
         ),
     ] = False,
+    previews: Annotated[
+        bool | None,
+        typer.Option(
+            "--previews/--no-previews",
+            help="Identify the files and save their preview images beside them (config: previews).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Adopt model files into the store, each probed and named by the catalog when known.
@@ -51,7 +59,12 @@ def import_(
     forced = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
     mode: api.ImportMode = "move" if move else "copy" if copy else "symlink" if link else "hardlink"
     results = api.import_files(
-        paths, mode=mode, type=forced[0] if forced else None, allow_unsafe=allow_unsafe, settings=settings()
+        paths,
+        mode=mode,
+        type=forced[0] if forced else None,
+        allow_unsafe=allow_unsafe,
+        previews=previews,
+        settings=settings(),
     )
     if as_json:
         print_json([imported_json(r) for r in results])
