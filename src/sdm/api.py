@@ -18,6 +18,7 @@ from sdm.errors import BadInput, SdmError
 if TYPE_CHECKING:
     from sdm.catalog.load import Catalog
     from sdm.catalog.model import Model
+    from sdm.comfy_paths import ConfigLink
     from sdm.config import Settings
     from sdm.convert import Converted
     from sdm.formats.pickle_scan import ScanResult
@@ -407,6 +408,21 @@ def link(
     if mode not in ("symlink", "hardlink", "copy"):
         raise BadInput(f"--mode must be symlink, hardlink or copy, not '{mode}'")
     return run(open_store(settings), ui_dir, layout.lower(), mode, catalog(), invokeai_url)
+
+
+def link_config(ui_dir: Path, default: bool = False, settings: Settings | None = None) -> ConfigLink:
+    """ComfyUI without links: an `sdm:` section in UI_DIR/extra_model_paths.yaml naming the
+    store's folders (is_default only when asked); every other byte of the file stays."""
+    from sdm.comfy_paths import link as run
+
+    return run(open_store(settings), ui_dir, default)
+
+
+def unlink_config(ui_dir: Path, settings: Settings | None = None) -> Path | None:
+    """Remove exactly the section link_config added; the file, or None when there was none."""
+    from sdm.comfy_paths import unlink as run
+
+    return run(open_store(settings), ui_dir)
 
 
 def unlink(ui_dir: Path, settings: Settings | None = None) -> tuple[list[Path], list[Path]]:
