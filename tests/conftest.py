@@ -20,6 +20,14 @@ ENV_VARS = (
     "HF_TOKEN",
     "CIVITAI_TOKEN",
     "CIVITAI_API_TOKEN",
+    "CIVITAI_API_KEY",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HF_TOKEN_PATH",
+    "HF_HOME",
+    "HF_HUB_OFFLINE",
+    "SDM_OFFLINE",
+    "SDM_PREVIEWS",
+    "SDM_NSFW",
     "HF_ENDPOINT",
     "SDM_CIVITAI_ENDPOINT",
     "SDM_CONNECTIONS",
@@ -42,6 +50,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SDM_HOME", str(home))
     monkeypatch.setenv("SDM_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("SDM_CACHE_DIR", str(tmp_path / "cache"))
+    # Never the token `hf auth login` saved on this machine.
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no-hf-token"))
     return home
 
 

@@ -78,6 +78,7 @@ class Seen:
     peer: int = 0  # the client's port: one per TCP connection
     at: float = field(default_factory=time.monotonic)
     end: float = 0.0
+    body: bytes = b""  # a POST's body
 
 
 class _Server(ThreadingHTTPServer):
@@ -97,6 +98,11 @@ class FakeHub:
         self.civitai: dict[int, dict[str, Any]] = {}  # version id -> API object
         self.civitai_files: dict[int, str] = {}  # civitai file id -> file key
         self.login_required: set[int] = set()
+        self.early_access: dict[int, str] = {}  # version id -> deadline
+        self.civitai_models: dict[int, dict[str, Any]] = {}  # model id -> model fields
+        self.hf_meta: dict[str, dict[str, Any]] = {}  # repo -> /api/models fields
+        self.api_faults: dict[str, list[tuple[int, dict[str, str]]]] = {}  # host -> answers to give first
+        self.api_max_age: int | None = None  # Cache-Control max-age on API answers (None: no header)
         self.requests: list[Seen] = []
         self.lock = threading.Lock()
         self.signature_ttl = 3600.0
@@ -129,6 +135,14 @@ class FakeHub:
         model_type: str = "Checkpoint",
         base: str = "SD 1.5",
         login: bool = False,
+        name: str | None = None,
+        creator: str = "maker",
+        downloads: int = 100,
+        nsfw: bool = False,
+        published: str = "2024-01-01T00:00:00.000Z",
+        trained_words: tuple[str, ...] = (),
+        images: list[dict[str, Any]] | None = None,
+        version_name: str | None = None,
     ) -> None:
         entries = []
         for spec in files:
@@ -152,17 +166,53 @@ class FakeHub:
                     "downloadUrl": f"https://civitai.com/api/download/models/{version}",
                 }
             )
+        model_name = name or f"Model {model}"
+        self.civitai_models[model] = {
+            "id": model,
+            "name": model_name,
+            "type": model_type,
+            "nsfw": nsfw,
+            "creator": {"username": creator},
+            "stats": {"downloadCount": downloads, "thumbsUpCount": downloads // 10},
+            "allowCommercialUse": ["Image"],
+            "allowNoCredit": True,
+            "description": f"<p>{model_name}, made by {creator}.</p>",
+        }
         self.civitai[version] = {
             "id": version,
             "modelId": model,
-            "name": f"v{version}",
+            "name": version_name or f"v{version}",
             "baseModel": base,
-            "model": {"name": f"Model {model}", "type": model_type, "nsfw": False},
+            "publishedAt": published,
+            "trainedWords": list(trained_words),
+            "images": images or [],
+            "model": {"name": model_name, "type": model_type, "nsfw": nsfw},
             "files": entries,
             "requireAuth": login,
         }
         if login:
             self.login_required.add(version)
+
+    def hf_model(self, repo: str, **fields: Any) -> None:
+        """What /api/models says about a repo: tags, downloads, likes, cardData, gated, pipeline_tag."""
+        self.hf_meta[repo] = {
+            "tags": [],
+            "downloads": 10,
+            "likes": 1,
+            "pipeline_tag": "text-to-image",
+            **fields,
+        }
+
+    def image_url(self, key: str, data: bytes) -> str:
+        """Host an image on the CDN; its URL."""
+        self.add_file(key, data)
+        return self._signed(key, key.rsplit("/", 1)[-1])
+
+    def api_fail(self, host: str, status: int, times: int = 1, **headers: str) -> None:
+        self.api_faults.setdefault(host, []).extend([(status, headers)] * times)
+
+    def api_requests(self, host: str) -> list[Seen]:
+        return [r for r in self.requests if r.host == host and r.path.startswith("/api/")]
 
     def bytes_sent(self, key: str | None = None, host: str = "cdn") -> int:
         return sum(
@@ -199,6 +249,15 @@ class FakeHub:
                     seen.end = time.monotonic()
 
             do_HEAD = do_GET
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                seen = hub._record(self, name)
+                seen.body = self.rfile.read(length)
+                try:
+                    handle(self, seen)
+                finally:
+                    seen.end = time.monotonic()
 
         server = _Server((host, 0), Handler)
         if tls is not None:
@@ -244,13 +303,16 @@ class FakeHub:
         data: Any,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self._reply(
-            h,
-            seen,
-            status,
-            json.dumps(data).encode(),
-            {"Content-Type": "application/json", **(headers or {})},
-        )
+        body = json.dumps(data).encode()
+        extra = dict(headers or {})
+        if status == 200:
+            etag = f'"{hashlib.md5(body).hexdigest()}"'
+            extra["ETag"] = etag
+            if self.api_max_age is not None:
+                extra["Cache-Control"] = f"max-age={self.api_max_age}"
+            if h.headers.get("If-None-Match") == etag:
+                return self._reply(h, seen, 304, b"", extra)
+        self._reply(h, seen, status, body, {"Content-Type": "application/json", **extra})
 
     def _signed(self, key: str, name: str) -> str:
         expires = round(time.time() + self.signature_ttl, 3)
@@ -264,6 +326,12 @@ class FakeHub:
         path = unquote(parts.path)
         query = parse_qs(parts.query)
         auth = h.headers.get("Authorization", "")
+        host = seen.host
+        if path.startswith("/api/") and self.api_faults.get(host):
+            status, headers = self.api_faults[host].pop(0)
+            return self._json(h, seen, status, {"error": f"HTTP {status}"}, headers)
+        if self._search_api(h, seen, path, query):
+            return None
         if "/resolve/" in path:
             repo, rest = path.strip("/").split("/resolve/", 1)
             _rev, _, file_path = rest.partition("/")
@@ -329,13 +397,23 @@ class FakeHub:
             versions = [v for v in self.civitai.values() if v["modelId"] == model]
             if not versions:
                 return self._json(h, seen, 404, {"error": f"No model with id {model}"})
-            versions.sort(key=lambda v: -v["id"])
-            return self._json(h, seen, 200, {"id": model, "modelVersions": versions})
+            return self._json(h, seen, 200, self._civitai_model(model))
         if path.startswith("/api/download/models/"):
             version = int(path.rsplit("/", 1)[1])
             info = self.civitai.get(version)
             if info is None:
                 return self._json(h, seen, 404, {"error": "File not found"})
+            if version in self.early_access:
+                return self._json(
+                    h,
+                    seen,
+                    403,
+                    {
+                        "error": "Early Access",
+                        "deadline": self.early_access[version],
+                        "message": "This asset is in Early Access. You can use Buzz access it now!",
+                    },
+                )
             if version in self.login_required and auth != f"Bearer {CIVITAI_TOKEN}":
                 return self._json(
                     h,
@@ -360,6 +438,90 @@ class FakeHub:
                 {"Location": self._signed(key, entry["name"]), "Cache-Control": "no-store, max-age=0"},
             )
         self._json(h, seen, 404, {"error": "no such endpoint"})
+
+    def _civitai_model(self, model: int) -> dict[str, Any]:
+        versions = sorted((v for v in self.civitai.values() if v["modelId"] == model), key=lambda v: -v["id"])
+        fields = self.civitai_models.get(model, {"id": model})
+        return {**fields, "modelVersions": [{k: v for k, v in x.items() if k != "model"} for x in versions]}
+
+    def _search_api(
+        self, h: BaseHTTPRequestHandler, seen: Seen, path: str, query: dict[str, list[str]]
+    ) -> bool:
+        """Civitai's search, by-hash and batch endpoints; Hugging Face's model API."""
+        if path == "/api/v1/models":
+            if "ids" in query:
+                wanted = {int(i) for i in query["ids"][0].split(",")}
+            else:
+                words = query.get("query", [""])[0].lower()
+                wanted = {m for m, f in self.civitai_models.items() if words in f["name"].lower()}
+            items = []
+            for model in sorted(wanted):
+                if model not in self.civitai_models:
+                    continue
+                item = self._civitai_model(model)
+                if query.get("types") and item["type"] not in query["types"]:
+                    continue
+                if query.get("nsfw") == ["false"] and item["nsfw"]:
+                    continue
+                if query.get("baseModels"):
+                    item["modelVersions"] = [
+                        v for v in item["modelVersions"] if v["baseModel"] in query["baseModels"]
+                    ]
+                    if not item["modelVersions"]:
+                        continue
+                items.append(item)
+            items.sort(key=lambda i: -i["stats"]["downloadCount"])
+            limit = int(query.get("limit", ["100"])[0])
+            self._json(h, seen, 200, {"items": items[:limit], "metadata": {"totalItems": len(items)}})
+            return True
+        if path.rstrip("/") == "/api/v1/model-versions/by-hash" and h.command == "POST":
+            hashes = {x.upper() for x in json.loads(seen.body or b"[]")}
+            found = [
+                v for v in self.civitai.values() if any(f["hashes"]["SHA256"] in hashes for f in v["files"])
+            ]
+            self._json(h, seen, 200, found)
+            return True
+        if path.startswith("/api/v1/model-versions/by-hash/"):
+            sha = path.rsplit("/", 1)[1].upper()
+            for v in self.civitai.values():
+                if any(f["hashes"]["SHA256"] == sha for f in v["files"]):
+                    self._json(h, seen, 200, v)
+                    return True
+            self._json(h, seen, 404, {"error": "Model not found"})
+            return True
+        if path == "/api/models":
+            words = query.get("search", [""])[0].lower()
+            filters = set(query.get("filter", []))
+            repos = [
+                {
+                    "id": r,
+                    "modelId": r,
+                    "author": r.split("/")[0],
+                    **{k: v for k, v in m.items() if k != "cardData"},
+                }
+                for r, m in self.hf_meta.items()
+                if words in r.lower() and filters <= set(m["tags"])
+            ]
+            repos.sort(key=lambda r: -r["downloads"])
+            self._json(h, seen, 200, repos[: int(query.get("limit", ["100"])[0])])
+            return True
+        if path.startswith("/api/models/"):
+            repo = path.removeprefix("/api/models/").strip("/")
+            if repo not in self.hf_meta and repo not in self.hf_repos:
+                self._json(h, seen, 404, {"error": "Repository not found"})
+                return True
+            siblings = []
+            for file_path, key in sorted(self.hf_repos.get(repo, {}).items()):
+                data = self.files[key].data
+                sibling: dict[str, Any] = {"rfilename": file_path, "size": len(data)}
+                if not file_path.endswith(".md"):
+                    sibling["lfs"] = {"sha256": self.files[key].sha256, "size": len(data)}
+                siblings.append(sibling)
+            meta = self.hf_meta.get(repo, {"tags": []})
+            info = {"id": repo, "author": repo.split("/")[0], "sha": COMMIT, "gated": repo in self.gated}
+            self._json(h, seen, 200, {**info, **meta, "siblings": siblings})
+            return True
+        return False
 
     def _cdn_handler(self, h: BaseHTTPRequestHandler, seen: Seen) -> None:
         parts = urlsplit(h.path)

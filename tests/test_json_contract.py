@@ -35,6 +35,15 @@ PROBE = {"path", "format", "type", "base", "precision", "ema", "weights", "subty
 PROBE |= {"autov1", "autov2", "autov3", "id", "variant", "metadata", "evidence"}
 CONFIG = {"value", "origin", "help"}
 EXPORT = {"spec", "type", "sha256", "filename", "source"}
+HUB_RESULT = {"hub", "name", "type", "base", "creator", "downloads", "likes", "size", "spec", "filename"}
+HUB_RESULT |= {"nsfw", "url"}
+REMOTE_MODEL = {"hub", "spec", "name", "version", "type", "base", "creator", "license", "gated", "nsfw"}
+REMOTE_MODEL |= {"trigger_words", "description", "url", "files"}
+IDENTIFIED = {"path", "sha256", "status", "id", "variant", "name", "version", "base", "type"}
+IDENTIFIED |= {"trigger_words", "source", "recorded"}
+OUTDATED = {"path", "id", "installed", "newest", "spec", "variant", "version", "date", "size", "base"}
+OUTDATED |= {"reason"}
+REMOTE_FILE = {"name", "format", "precision", "size", "sha256", "spec", "default"}
 
 
 def keys(typed: Any) -> set[str]:
@@ -54,6 +63,11 @@ def test_typed_dicts_are_the_documented_shapes():
     assert keys(jsonout.ImportedJSON) == IMPORTED
     assert keys(jsonout.UsageJSON) == USAGE
     assert keys(jsonout.ConvertJSON) == CONVERT
+    assert keys(jsonout.HubResultJSON) == HUB_RESULT
+    assert keys(jsonout.RemoteModelJSON) == REMOTE_MODEL
+    assert keys(jsonout.RemoteFileJSON) == REMOTE_FILE
+    assert keys(jsonout.IdentifiedJSON) == IDENTIFIED
+    assert keys(jsonout.OutdatedJSON) == OUTDATED
 
 
 def test_catalog_commands_json_keys(sdm):

@@ -33,6 +33,14 @@ _API = (
     "unlink",
     "open_store",
     "catalog",
+    "search_online",
+    "info_remote",
+    "identify",
+    "outdated",
+    "update",
+    "ignore_versions",
+    "link_config",
+    "unlink_config",
 )
 _TYPES = {"PullReport": "sdm.pull", "VerifyReport": "sdm.health", "Manifest": "sdm.manifest"}
 __all__ = ["__version__", *_API, *_TYPES]

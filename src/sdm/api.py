@@ -18,11 +18,15 @@ from sdm.errors import BadInput, SdmError
 if TYPE_CHECKING:
     from sdm.catalog.load import Catalog
     from sdm.catalog.model import Model
+    from sdm.comfy_paths import ConfigLink
     from sdm.config import Settings
     from sdm.convert import Converted
     from sdm.formats.pickle_scan import ScanResult
     from sdm.formats.probe import Probe
     from sdm.health import Usage, VerifyReport
+    from sdm.hubinfo import RemoteModel
+    from sdm.hubsearch import HubSearch
+    from sdm.identify import Identified
     from sdm.importer import Imported
     from sdm.manifest import Manifest
     from sdm.plan import Plan
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     from sdm.settings import Resolved
     from sdm.store import Installed, Store
     from sdm.uilink import LinkReport
+    from sdm.updates import Outdated
 
 ImportMode = Literal["hardlink", "copy", "move", "symlink"]
 
@@ -63,11 +68,37 @@ def search(query: str | None = None, types: Sequence[str] = (), bases: Sequence[
     return run(catalog(), query, list(types), list(bases))
 
 
+def search_online(
+    query: str | None = None,
+    types: Sequence[str] = (),
+    bases: Sequence[str] = (),
+    *,
+    nsfw: bool | None = None,
+    limit: int = 10,
+    settings: Settings | None = None,
+) -> HubSearch:
+    """Live results from Civitai and Hugging Face, each with the spec that pulls it.
+
+    A hub that cannot be asked (offline, rate-limited, down) is a line in
+    `problems`, never an exception. Answers are cached (SDM_CACHE_DIR)."""
+    from sdm.hubsearch import search as run
+
+    current = _settings(settings)
+    return run(query, types, bases, current, nsfw=current.nsfw if nsfw is None else nsfw, limit=limit)
+
+
 def info(model_id: str) -> tuple[Model, Path | None]:
     """A catalog entry by id or alias, and the catalog file it came from (NotFound otherwise)."""
     found = catalog()
     model = found.get(model_id)
     return model, found.origin.get(model.id)
+
+
+def info_remote(spec: str, settings: Settings | None = None) -> RemoteModel:
+    """What `info ID` shows, for a model on a hub: civitai://VERSION, a Civitai URL, hf://ORG/REPO[/PATH]."""
+    from sdm.hubinfo import info as run
+
+    return run(spec, _settings(settings))
 
 
 # --- the pull -------------------------------------------------------------------
@@ -113,6 +144,7 @@ def pull(
     convert: bool = False,
     companions: bool = True,
     allow_unsafe: bool = False,
+    previews: bool | None = None,
     connections: int | None = None,
     parallel: int | None = None,
     reporter: Reporter | None = None,
@@ -126,9 +158,12 @@ def pull(
     With dry_run, only the plans are returned. A catalog model that needs others
     (a FLUX transformer: its VAE and text encoders) brings them along unless
     companions is False or the list is frozen (a manifest names every file).
+    With previews (default: the `previews` setting), each placed file gets its
+    hub's preview image beside it as NAME.preview.png; a missing one is a warning.
     """
     from sdm.catalog.load import load
-    from sdm.download.http import Credentials, make_client
+    from sdm.download.http import Credentials
+    from sdm.offline import hub_client
     from sdm.plan import Planner, PullOptions, dedupe, pin, plan_one
     from sdm.plan import companions as companions_of
     from sdm.pull import Puller, PullReport, Tuning, check_space, locate_all
@@ -158,11 +193,16 @@ def pull(
     if not entries:
         raise BadInput("nothing to pull: give an id or URL, or -f FILE", hint="find ids with: sdm search")
     current = _settings(settings)
+    want_previews = current.previews if previews is None else previews
+    if want_previews and not dry_run:
+        from sdm.previews import require_pillow
+
+        require_pillow()
     store = Store(current.models_dir, current.layout)
     creds = Credentials.for_endpoints(all_tokens(current))
     tuning = Tuning.from_settings(current, connections, parallel)
     report = reporter or SilentReporter()
-    with make_client(tuning.stall_timeout) as client:
+    with hub_client(current, tuning.stall_timeout) as client:
         planner = Planner(load(), store, Context(current, creds), client, options)
         plans = []
         for entry in entries:
@@ -177,6 +217,12 @@ def pull(
         todo = [p for p in plans if all(p is not f for f, _ in failures)]
         check_space(store, [p for p in todo if p.fetch.location is not None])
         outcomes, more = Puller(store, options, tuning, creds, report, warn).run(todo)
+        if want_previews and outcomes:
+            from sdm.apicache import HubAPI
+            from sdm.previews import for_outcomes
+
+            for problem in for_outcomes(store, HubAPI(client, creds), current, outcomes):
+                warn(problem)
     for plan, error in failures:
         report.failed(plan, error)
     return PullReport(plans, outcomes, failures + more)
@@ -317,15 +363,34 @@ def import_files(
     mode: ImportMode = "hardlink",
     type: str | None = None,
     allow_unsafe: bool = False,
+    previews: bool | None = None,
+    warn: Callable[[str], None] = _warn_stderr,
     settings: Settings | None = None,
 ) -> list[Imported]:
-    """Adopt model files into the store (hard link by default; nothing is overwritten)."""
+    """Adopt model files into the store (hard link by default; nothing is overwritten).
+
+    With previews (default: the `previews` setting), the imported files are
+    identified (catalog, Civitai by hash) and get their preview images."""
     from sdm.importer import import_files as run
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise BadInput(f"no such file or folder: {', '.join(missing)}")
-    return run(open_store(settings), list(paths), catalog(), mode, type, allow_unsafe)
+    current = _settings(settings)
+    if previews or (previews is None and current.previews):
+        from sdm.previews import require_pillow
+
+        require_pillow()
+    else:
+        previews = False
+    results = run(open_store(settings), list(paths), catalog(), mode, type, allow_unsafe)
+    placed = [r.dest for r in results if r.status == "imported" and r.dest is not None]
+    if previews and placed:
+        from sdm.previews import for_identified
+
+        for problem in for_identified(identify(placed, settings=settings), current):
+            warn(problem)
+    return results
 
 
 def link(
@@ -346,8 +411,77 @@ def link(
     return run(open_store(settings), ui_dir, layout.lower(), mode, catalog(), invokeai_url)
 
 
+def link_config(ui_dir: Path, default: bool = False, settings: Settings | None = None) -> ConfigLink:
+    """ComfyUI without links: an `sdm:` section in UI_DIR/extra_model_paths.yaml naming the
+    store's folders (is_default only when asked); every other byte of the file stays."""
+    from sdm.comfy_paths import link as run
+
+    return run(open_store(settings), ui_dir, default)
+
+
+def unlink_config(ui_dir: Path, settings: Settings | None = None) -> Path | None:
+    """Remove exactly the section link_config added; the file, or None when there was none."""
+    from sdm.comfy_paths import unlink as run
+
+    return run(open_store(settings), ui_dir)
+
+
 def unlink(ui_dir: Path, settings: Settings | None = None) -> tuple[list[Path], list[Path]]:
     """Undo exactly what link did; returns (removed, kept because changed since)."""
     from sdm.uilink import unlink as run
 
     return run(open_store(settings), ui_dir)
+
+
+# --- what is installed, against the hubs ------------------------------------------------
+def identify(paths: Sequence[Path] = (), *, settings: Settings | None = None) -> list[Identified]:
+    """What files are, by sha256: the catalog first, then Civitai (batched).
+
+    With no paths, every store file that no catalog id names. Store files get
+    what was found in their record; unknown files stay unknown."""
+    from sdm.identify import identify as run
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise BadInput(f"no such file or folder: {', '.join(missing)}")
+    current = _settings(settings)
+    return run(open_store(settings), catalog(), current, list(paths))
+
+
+def outdated(
+    targets: Sequence[str] = (), *, any_base: bool = False, settings: Settings | None = None
+) -> list[Outdated]:
+    """Installed files for which a newer version exists (Civitai, or the catalog moved on)."""
+    from sdm.updates import outdated as run
+
+    return run(open_store(settings), catalog(), _settings(settings), select(targets, settings), any_base)
+
+
+def update(
+    targets: Sequence[str] = (),
+    *,
+    replace: bool = False,
+    any_base: bool = False,
+    reporter: Reporter | None = None,
+    warn: Callable[[str], None] = _warn_stderr,
+    settings: Settings | None = None,
+) -> list[tuple[Outdated, PullReport]]:
+    """Pull the newer version of each outdated file beside the old one (or in its place with replace)."""
+    found = outdated(targets, any_base=any_base, settings=settings)
+    done = []
+    for item in found:
+        report = pull(
+            [item.spec], variant=item.variant, force=replace, reporter=reporter, warn=warn, settings=settings
+        )
+        placed = [o.path for o in report.outcomes]
+        if replace and report.ok and placed and item.path not in placed:
+            remove([str(item.path)], settings)
+        done.append((item, report))
+    return done
+
+
+def ignore_versions(versions: Sequence[str], settings: Settings | None = None) -> set[str]:
+    """Never offer these versions again (Civitai version ids, or ID:VARIANT); returns them all."""
+    from sdm.updates import ignore
+
+    return ignore(open_store(settings), versions)

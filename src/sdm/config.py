@@ -68,6 +68,30 @@ def _parse_str(raw: str) -> str:
     return value
 
 
+def _parse_bool(raw: str) -> bool:
+    value = str(raw).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false (1 or 0)")
+
+
+def _hf_token_file(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The token `hf auth login` saved, where huggingface_hub looks for it: (token, origin)."""
+    path = environ.get("HF_TOKEN_PATH")
+    if not path:
+        hf_home = environ.get("HF_HOME") or os.path.join(
+            environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface"
+        )
+        path = os.path.join(hf_home, "token")
+    try:
+        token = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return (token, f"file:{path}") if token else None
+
+
 def _parse_layout(raw: str) -> str:
     from sdm.layouts import NAMES
 
@@ -85,6 +109,8 @@ class Key:
     default: Any = None
     env: tuple[str, ...] = ()
     secret: bool = False
+    # Where else a value may come from when no option, variable or config sets it.
+    fallback: Callable[[Mapping[str, str]], tuple[Any, str] | None] | None = None
 
 
 KEYS: dict[str, Key] = {
@@ -92,13 +118,21 @@ KEYS: dict[str, Key] = {
     for k in [
         Key("models_dir", "store root folder", _parse_path, None, ("SDM_HOME",)),
         Key("layout", "store layout", _parse_layout, "sdm", ("SDM_LAYOUT",)),
-        Key("hf_token", "Hugging Face token", _parse_str, None, ("HF_TOKEN",), secret=True),
+        Key(
+            "hf_token",
+            "Hugging Face token",
+            _parse_str,
+            None,
+            ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"),
+            secret=True,
+            fallback=_hf_token_file,
+        ),
         Key(
             "civitai_token",
             "Civitai API token",
             _parse_str,
             None,
-            ("CIVITAI_TOKEN", "CIVITAI_API_TOKEN"),
+            ("CIVITAI_TOKEN", "CIVITAI_API_TOKEN", "CIVITAI_API_KEY"),
             secret=True,
         ),
         Key("hf_endpoint", "Hugging Face endpoint", _parse_url, "https://huggingface.co", ("HF_ENDPOINT",)),
@@ -140,6 +174,21 @@ KEYS: dict[str, Key] = {
             100,
             ("SDM_RETRY_BUDGET",),
         ),
+        Key(
+            "offline",
+            "no network at all: only the catalog and files on disk",
+            _parse_bool,
+            False,
+            ("SDM_OFFLINE", "HF_HUB_OFFLINE"),
+        ),
+        Key(
+            "previews",
+            "save each model's preview image beside it (NAME.preview.png)",
+            _parse_bool,
+            False,
+            ("SDM_PREVIEWS",),
+        ),
+        Key("nsfw", "show NSFW hub results and previews", _parse_bool, False, ("SDM_NSFW",)),
     ]
 }
 
@@ -240,6 +289,9 @@ class Settings:
                 return Setting(parse_value(key, raw, f"${var}"), f"env:{var}")
         if name in self._file and self._file[name] is not None:
             return Setting(parse_value(key, self._file[name], str(config_path())), "config")
+        found = key.fallback(self._environ) if key.fallback else None
+        if found is not None:
+            return Setting(parse_value(key, found[0], found[1]), found[1])
         return Setting(key.default, "default")
 
     def get(self, name: str) -> Any:

@@ -386,3 +386,30 @@ def convert_json(result: ConvertResult, source: Path) -> ConvertJSON:
 def probe_json(found: Probe) -> dict[str, Any]:
     """`sdm probe --json`: keys as in Probe.as_json()."""
     return found.as_json()
+
+
+# The shapes of the commands that ask the hubs (search --online, info of a hub spec,
+# identify, outdated) live in jsonhubs.py; they are part of this contract too.
+from sdm.jsonhubs import (  # noqa: E402
+    HubResultJSON,
+    IdentifiedJSON,
+    OutdatedJSON,
+    RemoteFileJSON,
+    RemoteModelJSON,
+    hub_result_json,
+    identified_json,
+    outdated_json,
+    remote_model_json,
+)
+
+__all__ = [
+    "HubResultJSON",
+    "IdentifiedJSON",
+    "OutdatedJSON",
+    "RemoteFileJSON",
+    "RemoteModelJSON",
+    "hub_result_json",
+    "identified_json",
+    "outdated_json",
+    "remote_model_json",
+]

@@ -25,6 +25,8 @@ LINKS_DIR = "links"
 
 A1111_SIDECAR = ".json"
 CIVITAI_SIDECAR = ".civitai.info"
+# The preview image A1111, Forge, ComfyUI model managers and SwarmUI show for STEM.
+PREVIEW_SIDECAR = ".preview.png"
 SIDECAR_SUFFIXES = (A1111_SIDECAR, CIVITAI_SIDECAR)
 
 MODEL_SUFFIXES = frozenset({".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft"})
@@ -55,6 +57,12 @@ def sidecar_paths(model: Path) -> tuple[Path, Path]:
     """(A1111's STEM.json, Civitai Helper's STEM.civitai.info) beside a model file."""
     stem = model.with_suffix("")
     return stem.with_name(stem.name + A1111_SIDECAR), stem.with_name(stem.name + CIVITAI_SIDECAR)
+
+
+def preview_path(model: Path) -> Path:
+    """STEM.preview.png beside a model file."""
+    stem = model.with_suffix("")
+    return stem.with_name(stem.name + PREVIEW_SIDECAR)
 
 
 def is_own_name(name: str) -> bool:

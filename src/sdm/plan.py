@@ -21,7 +21,7 @@ from sdm.errors import BadInput, NetworkError, NotFound, RemoteError, SdmError, 
 from sdm.resolve import Candidate, Request, choose
 from sdm.sources import base as sources
 from sdm.sources.base import Context, Remote, Want
-from sdm.vocab import PICKLE_FORMATS
+from sdm.vocab import PICKLE_FORMATS, extension_for
 
 if TYPE_CHECKING:
     import httpx
@@ -84,6 +84,7 @@ class Plan:
     trigger_words: tuple[str, ...] = ()
     weight: float | None = None
     civitai_info: Mapping[str, Any] | None = None  # the API's model-version object
+    negative_prompt: str | None = None  # the catalog's, for A1111's sidecar
 
     @property
     def converted_dest(self) -> Path:
@@ -200,7 +201,10 @@ class Planner:
 
     def _catalog_source(self, raw: str, model: Model, variant: Variant, source: Source) -> Plan:
         remote = self._remote(source, variant)
-        filename = variant.filename or remote.filename or variant.name
+        # The source names the file when the catalog does not; offline, nothing does.
+        filename = (
+            variant.filename or remote.filename or f"{model.id}-{variant.name}{extension_for(variant.format)}"
+        )
         if variant.filename is None and source.url:
             filename = unquote(urlsplit(source.url).path.rsplit("/", 1)[-1]) or variant.name
         gated = model.is_gated(variant)
@@ -225,6 +229,7 @@ class Planner:
             trigger_words=model.hints.trigger_words,
             weight=model.hints.weight,
             civitai_info=remote.info,
+            negative_prompt=model.hints.negative_prompt,
             **_hashes({**catalog_hashes, **remote.hashes}),
         )
 

@@ -328,6 +328,7 @@ class Puller:
             weight=plan.weight,
             source=plan.fetch.source,
             civitai_info=plan.civitai_info,
+            negative=plan.negative_prompt,
         )
         self.store.note_sidecars(outcome.path, names)
 

@@ -27,3 +27,6 @@ class Resolved:
     stall_timeout: int
     min_rate: int
     retry_budget: int
+    offline: bool = False
+    previews: bool = False
+    nsfw: bool = False

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sdm.fsutil import write_json_atomic
-from sdm.names import sidecar_paths
+from sdm.names import preview_path, sidecar_paths
 from sdm.vocab import a1111_version
 
 
@@ -25,6 +25,7 @@ def write(
     weight: float | None,
     source: str,
     civitai_info: Mapping[str, Any] | None,
+    negative: str | None = None,
 ) -> tuple[str, ...]:
     """Write the sidecars for a placed model file; returns the names written."""
     a1111, civitai = sidecar_paths(model)
@@ -34,6 +35,7 @@ def write(
             "description": description,
             "sd version": a1111_version(base),
             "activation text": ", ".join(trigger_words),
+            "negative text": negative or "",
             "preferred weight": weight or 0,
             "notes": f"installed by sdm from {source}",
         },
@@ -48,7 +50,7 @@ def write(
 def remove(model: Path, names: tuple[str, ...]) -> list[Path]:
     """Delete the sidecars sdm wrote beside model (and nothing else)."""
     removed = []
-    allowed = {p.name for p in sidecar_paths(model)}
+    allowed = {p.name for p in (*sidecar_paths(model), preview_path(model))}
     for name in names:
         if name not in allowed:
             continue  # a record that names something else is not obeyed

@@ -92,6 +92,8 @@ class Record:
     origin: str | None = None  # the source URI the bytes came from (None: imported by hand)
     converted_from: ConvertedFrom | None = None
     sidecars: tuple[str, ...] = ()  # names of sidecar files sdm wrote beside this one
+    name: str | None = None  # the hub's name for it (sdm identify): "Model (version)"
+    trigger_words: tuple[str, ...] = ()  # what the hub says to prompt with (sdm identify)
     modified: bool = False  # sdm verify found other bytes than these: the record keeps what should be
 
     @property
@@ -106,6 +108,7 @@ class Record:
         converted = fields.get("converted_from")
         fields["converted_from"] = ConvertedFrom(**converted) if isinstance(converted, dict) else None
         fields["sidecars"] = tuple(fields.get("sidecars") or ())
+        fields["trigger_words"] = tuple(fields.get("trigger_words") or ())
         record = cls(**fields)
         if data.get("version", 1) < 2:
             record.upgrade_v1()

@@ -175,6 +175,11 @@ def type_from_folder(name: str) -> str | None:
     return None
 
 
+def extension_for(fmt: str | None) -> str:
+    """The file extension a format is stored under (.safetensors, .ckpt, ...)."""
+    return f".{fmt}" if fmt in FORMATS else ".safetensors"
+
+
 def format_from_extension(filename: str) -> str | None:
     lower = filename.lower()
     return EXTENSION_FORMATS.get(lower.rsplit(".", 1)[-1]) if "." in lower else None

@@ -33,6 +33,9 @@ COMMANDS = {
     "scan": "scan_cmd",
     "list": "store_cmds",
     "export": "store_cmds",
+    "identify": "hub_cmds",
+    "outdated": "hub_cmds",
+    "update": "hub_cmds",
 }
 # Global options that take a value (before the command).
 _VALUE_OPTIONS = {"--home"}

@@ -53,7 +53,8 @@ def check_choices(values: list[str] | None, allowed: tuple[str, ...], what: str)
 
 @app.command(
     epilog="Examples:\n\n  sdm search realistic\n\n  sdm search anime --type checkpoint "
-    "--base sd15\n\n  sdm search --type lora --json"
+    "--base sd15\n\n  sdm search --type lora --json\n\n"
+    "  sdm search 'detail tweaker' --online --type lora --base sdxl"
 )
 @handle_errors
 def search(
@@ -61,8 +62,18 @@ def search(
     type_: TypeOpt = None,
     base: BaseOpt = None,
     as_json: JsonOpt = False,
+    online: Annotated[
+        bool,
+        typer.Option("--online", help="Also ask Civitai and Hugging Face (below the catalog's results)."),
+    ] = False,
+    nsfw: Annotated[
+        bool, typer.Option("--nsfw", help="With --online: include NSFW results (hidden by default).")
+    ] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", help="With --online: results per hub.", min=1, max=100)
+    ] = 10,
 ) -> None:
-    """Search the model catalog (works offline)."""
+    """Search the model catalog (works offline); --online adds live results from the hubs."""
     from sdm import api
     from sdm.catalog import BASES, MODEL_TYPES
 
@@ -71,6 +82,9 @@ def search(
     # Bases are open-ended: those sdm knows, and any a catalog entry uses.
     bases = check_choices(base, (*BASES, *sorted({m.base for m in catalog} - set(BASES))), "base")
     results = api.search(query, types, bases)
+    if online:
+        _search_online(query, types, bases, results, as_json, nsfw, limit)
+        return
     if as_json:
         from sdm.jsonout import model_summary
 
@@ -87,21 +101,126 @@ def search(
     print_table(["ID", "NAME", "TYPE", "BASE", "TAGS"], rows)
 
 
-@app.command(epilog="Examples:\n\n  sdm info dreamshaper\n\n  sdm info sd15 --json")
+def _search_online(
+    query: str | None,
+    types: list[str],
+    bases: list[str],
+    results: "list[Model]",
+    as_json: bool,
+    nsfw: bool,
+    limit: int,
+) -> None:
+    from sdm import api
+    from sdm.cli.base import settings
+    from sdm.cli.output import warn
+    from sdm.jsonout import hub_result_json, model_summary
+
+    found = api.search_online(query, types, bases, nsfw=nsfw or None, limit=limit, settings=settings())
+    if found.problems:
+        warn("not every hub could be asked: " + "; ".join(found.problems))
+    if as_json:
+        print_json([*(model_summary(m) for m in results), *(hub_result_json(r) for r in found.results)])
+        return
+    if results:
+        rows = [[m.id, m.name, m.type, m.base, ", ".join(m.tags[:4])] for m in results]
+        print_table(["ID", "NAME", "TYPE", "BASE", "TAGS"], rows, title="In the catalog:")
+    if found.results:
+        echo() if results else None
+        rows = [
+            [
+                r.spec,
+                r.name,
+                r.type or "?",
+                r.base or "?",
+                r.creator or "?",
+                _popularity(r.downloads, r.likes),
+                human_size(r.size),
+            ]
+            for r in found.results
+        ]
+        print_table(["SPEC", "NAME", "TYPE", "BASE", "BY", "POPULAR", "SIZE"], rows, title="On the hubs:")
+    elif not results:
+        echo(f"No model matches '{query}'." if query else "Nothing found.")
+
+
+def _popularity(downloads: int | None, likes: int | None) -> str:
+    def short(n: int) -> str:
+        return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+
+    parts = [f"{short(downloads)} downloads" if downloads else "", f"{short(likes)} likes" if likes else ""]
+    return ", ".join(p for p in parts if p) or "-"
+
+
+@app.command(
+    epilog="Examples:\n\n  sdm info dreamshaper\n\n  sdm info sd15 --json\n\n"
+    "  sdm info civitai://128713\n\n  sdm info hf://stabilityai/sdxl-vae --json"
+)
 @handle_errors
 def info(
-    model_id: Annotated[str, typer.Argument(metavar="ID", help="Model id or alias.")],
+    model_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID", help="Model id or alias; or civitai://VERSION, a Civitai URL, hf://ORG/REPO[/PATH]."
+        ),
+    ],
     as_json: JsonOpt = False,
 ) -> None:
-    """Show everything the catalog knows about a model: variants, sources, usage hints."""
+    """Show everything the catalog (or, for a hub spec, the hub) knows about a model."""
     from sdm import api
+    from sdm.hubinfo import is_remote
     from sdm.jsonout import model_json
 
+    if is_remote(model_id):
+        _remote_info(model_id, as_json)
+        return
     model, origin = api.info(model_id)
     if as_json:
         print_json(model_json(model, origin))
         return
     _render_info(model, api.catalog())
+
+
+def _remote_info(spec: str, as_json: bool) -> None:
+    from sdm import api
+    from sdm.cli.base import settings
+    from sdm.jsonout import remote_model_json
+
+    found = api.info_remote(spec, settings())
+    if as_json:
+        print_json(remote_model_json(found))
+        return
+    echo(found.name + (f" ({found.version})" if found.version else ""))
+    if found.description:
+        echo(found.description)
+    echo()
+    facts = [
+        ("spec", found.spec),
+        ("type", found.type or "unknown"),
+        ("base", found.base or "unknown"),
+        ("by", found.creator or "?"),
+        ("license", found.license or "see the model's page"),
+        ("page", found.url),
+        ("trigger words", ", ".join(found.trigger_words) or "-"),
+    ]
+    if found.gated:
+        facts.append(("gated", "yes: needs a login token, an accepted licence or early access"))
+    if found.nsfw:
+        facts.append(("nsfw", "yes"))
+    print_table(["", ""], [[k, v] for k, v in facts], header=False)
+    echo()
+    rows = [
+        [
+            ("*" if f.default else "") + f.name,
+            f.format or "?",
+            f.precision or "?",
+            human_size(f.size),
+            (f.sha256 or "unknown")[:10],
+            f.spec,
+        ]
+        for f in found.files
+    ]
+    print_table(["FILE", "FORMAT", "PRECISION", "SIZE", "SHA256", "SPEC"], rows)
+    echo("* pulled by the spec above")
 
 
 def _requires_rows(model: "Model", catalog: "Catalog") -> list[list[str]]:

@@ -35,6 +35,14 @@ def import_(
             help="Accept pickle files whose imports sdm does not know (never dangerous ones).",
         ),
     ] = False,
+    previews: Annotated[
+        bool | None,
+        typer.Option(
+            "--previews/--no-previews",
+            help="Identify the files and save their preview images beside them (config: previews).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Adopt model files into the store, each probed and named by the catalog when known.
@@ -51,7 +59,12 @@ def import_(
     forced = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
     mode: api.ImportMode = "move" if move else "copy" if copy else "symlink" if link else "hardlink"
     results = api.import_files(
-        paths, mode=mode, type=forced[0] if forced else None, allow_unsafe=allow_unsafe, settings=settings()
+        paths,
+        mode=mode,
+        type=forced[0] if forced else None,
+        allow_unsafe=allow_unsafe,
+        previews=previews,
+        settings=settings(),
     )
     if as_json:
         print_json([imported_json(r) for r in results])
@@ -73,13 +86,27 @@ def import_(
     "link",
     epilog="Examples:\n\n  sdm link ~/stable-diffusion-webui --layout a1111\n\n"
     "  sdm link ~/ComfyUI --layout comfyui --mode hardlink\n\n"
+    "  sdm link ~/ComfyUI --mode config     # extra_model_paths.yaml, no links at all\n\n"
     "  sdm link ~/invokeai --layout invokeai --invokeai-url http://127.0.0.1:9090",
 )
 @handle_errors
 def link(
     ui_dir: Annotated[Path, typer.Argument(metavar="UI_DIR", help="The UI's install folder.")],
-    layout: Annotated[str, typer.Option("--layout", help="a1111, forge, comfyui or invokeai.")],
-    mode: Annotated[str, typer.Option("--mode", help="symlink, hardlink or copy.")] = "symlink",
+    layout: Annotated[
+        str | None,
+        typer.Option("--layout", help="a1111, forge, comfyui or invokeai (not needed with --mode config)."),
+    ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="symlink, hardlink, copy, or config: an sdm: section in ComfyUI's extra_model_paths.yaml "
+            "(Forge reads it with --forge-ref-comfy-yaml).",
+        ),
+    ] = "symlink",
+    default: Annotated[
+        bool, typer.Option("--default", help="With --mode config: make the store ComfyUI's default folder.")
+    ] = False,
     invokeai_url: Annotated[
         str | None,
         typer.Option(
@@ -92,6 +119,17 @@ def link(
     """Make a UI install see the store's models, adopting the ones it already has."""
     from sdm import api
 
+    if mode == "config":
+        if layout not in (None, "comfyui"):
+            raise BadInput("--mode config writes ComfyUI's extra_model_paths.yaml: leave out --layout")
+        done = api.link_config(ui_dir, default, settings())
+        echo(
+            f"{'wrote' if done.created else 'added an sdm: section to'} {done.path} ({done.folders} folders)"
+        )
+        echo(f"restart ComfyUI to see the store; undo with: sdm unlink {ui_dir}")
+        return
+    if layout is None:
+        raise BadInput("--layout is needed (a1111, forge, comfyui or invokeai), or use --mode config")
     report = api.link(ui_dir, layout, mode, settings(), invokeai_url)
     for item in report.adopted:
         if item.status == "imported":
@@ -120,7 +158,15 @@ def unlink(
     """Undo exactly what sdm link did (files it adopted stay where they are)."""
     from sdm import api
 
-    removed, kept = api.unlink(ui_dir, settings())
+    config = api.unlink_config(ui_dir, settings())
+    if config is not None:
+        echo(f"removed sdm's section from {config}")
+    try:
+        removed, kept = api.unlink(ui_dir, settings())
+    except BadInput:
+        if config is not None:
+            return  # only the config section was linked
+        raise
     for path in removed:
         echo(f"removed {path}")
     for path in kept:

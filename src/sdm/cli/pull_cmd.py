@@ -119,6 +119,14 @@ def pull(
             help="Accept a pickle file whose imports sdm does not know (never a dangerous one).",
         ),
     ] = False,
+    previews: Annotated[
+        bool | None,
+        typer.Option(
+            "--previews/--no-previews",
+            help="Save each model's preview image beside it as NAME.preview.png (config: previews).",
+            show_default=False,
+        ),
+    ] = None,
     connections: Annotated[
         int | None,
         typer.Option(
@@ -161,6 +169,7 @@ def pull(
             convert=convert,
             companions=not no_companions,
             allow_unsafe=allow_unsafe,
+            previews=previews,
             connections=connections,
             parallel=parallel,
             reporter=reporter,

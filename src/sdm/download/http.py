@@ -209,14 +209,18 @@ def error_message(response: httpx.Response) -> str:
     body = b""
     if not response.headers.get("x-error-message"):  # the header says it all: no read
         with contextlib.suppress(Exception):
-            body = _head_of_body(response, ERROR_BODY_CAP)
+            body = head_of_body(response, ERROR_BODY_CAP)
     return error_text(response.headers, body)
 
 
-def _head_of_body(response: httpx.Response, cap: int) -> bytes:
-    """Up to cap bytes of a body, read or already in memory."""
+def head_of_body(response: httpx.Response, cap: int = 64 * 1024) -> bytes:
+    """Up to cap bytes of a body, read or already in memory; kept on the response, so a
+    second reader (an error message, then a hub's own fields) sees the same bytes."""
     import httpx
 
+    kept = response.extensions.get("sdm.head")
+    if isinstance(kept, bytes):
+        return kept[:cap]
     try:
         return response.content[:cap]  # a response read whole (not streamed)
     except httpx.ResponseNotRead:
@@ -226,6 +230,7 @@ def _head_of_body(response: httpx.Response, cap: int) -> bytes:
         body += chunk
         if len(body) >= cap:
             break
+    response.extensions["sdm.head"] = bytes(body[:cap])
     return bytes(body[:cap])
 
 

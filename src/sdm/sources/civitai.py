@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from sdm.download.http import Credentials, error_message, netloc
+from sdm.download.http import Credentials, error_message, head_of_body, netloc
 from sdm.download.location import Location, Locator
 from sdm.errors import AuthRequired, BadInput, NotFound, RemoteError
 from sdm.sources.base import BaseSource, Context, Ref, Remote, Want
@@ -21,6 +22,14 @@ if TYPE_CHECKING:
     from sdm.settings import Resolved
 
 HOSTS = {"civitai.com", "www.civitai.com", "civitai.green", "civitai.red", "www.civitai.red"}
+# Civitai moved NSFW content to civitai.red (April 2026): the same API and the same
+# key on both; never on the R2/B2 storage hosts its downloads redirect to.
+TOKEN_ORIGINS = (
+    "https://civitai.com",
+    "https://www.civitai.com",
+    "https://civitai.red",
+    "https://www.civitai.red",
+)
 
 FORMAT_MAP = {"SafeTensor": "safetensors", "PickleTensor": "ckpt", "GGUF": "gguf"}
 MODEL_FILE_TYPES = {"Model", "Pruned Model", "Negative", "VAE"}
@@ -29,6 +38,8 @@ MODEL_FILE_TYPES = {"Model", "Pruned Model", "Negative", "VAE"}
 def auth_error(endpoint: str, has_token: bool) -> AuthMessage:
     def build(response: httpx.Response) -> AuthRequired:
         message = error_message(response)
+        if response.status_code == 403 and "early access" in message.lower():
+            return early_access(response, message)
         if response.status_code == 401 and not has_token:
             return AuthRequired(
                 f"Civitai requires a login for this file: {message}",
@@ -41,6 +52,22 @@ def auth_error(endpoint: str, has_token: bool) -> AuthMessage:
         )
 
     return build
+
+
+def early_access(response: httpx.Response, message: str) -> AuthRequired:
+    """Civitai's early-access answer (403, {"error": "Early Access", "deadline": ...}): no login fixes it."""
+    deadline = ""
+    try:
+        data = json.loads(head_of_body(response))
+        deadline = str(data.get("deadline") or "") if isinstance(data, dict) else ""
+    except (ValueError, RecursionError):
+        pass
+    until = f" until {deadline[:10]}" if deadline else ""
+    return AuthRequired(
+        f"this Civitai file is in early access{until}: {message}",
+        hint="wait until early access ends, or unlock it on the model's Civitai page "
+        "(a token alone is not enough)",
+    )
 
 
 def version_info(client: httpx.Client, endpoint: str, version: int, creds: Credentials) -> Any:
@@ -256,6 +283,16 @@ class Civitai(BaseSource):
         return f"civitai:{ref.version}" if ref.version and not ref.file_id else None
 
     def inspect(self, ref: Ref, want: Want, client: httpx.Client, ctx: Context) -> Remote:
+        if ctx.settings.offline and not want.named and isinstance(ref, CivitaiRef) and ref.version:
+            # A catalog entry already says what the file is: offline, its plan needs no API.
+            from sdm.offline import Offline
+
+            what = f"Civitai (model version {ref.version})"
+
+            def refuse(client: httpx.Client) -> Location:
+                raise Offline(what)
+
+            return Remote(uri=ref.uri, filename=None, locator=refuse, token_env="CIVITAI_TOKEN")
         ref = self.settle(ref, client, ctx)
         assert isinstance(ref, CivitaiRef) and ref.version is not None
         endpoint = ctx.settings.civitai_endpoint
@@ -286,7 +323,10 @@ class Civitai(BaseSource):
         )
 
     def tokens(self, settings: Resolved) -> Mapping[str, str]:
-        return {settings.civitai_endpoint: settings.civitai_token} if settings.civitai_token else {}
+        token = settings.civitai_token
+        if not token:
+            return {}
+        return {**dict.fromkeys(TOKEN_ORIGINS, token), settings.civitai_endpoint: token}
 
 
 SOURCE = Civitai()

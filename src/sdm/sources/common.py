@@ -22,7 +22,7 @@ from sdm.download.http import (
     untrusted_certificate,
 )
 from sdm.download.location import Location
-from sdm.errors import AuthRequired, NetworkError, NotFound, RemoteError
+from sdm.errors import AuthRequired, NetworkError, NotFound, RemoteError, SdmError
 
 if TYPE_CHECKING:
     import httpx
@@ -60,6 +60,10 @@ def request(
         try:
             response = send(client, method, url, creds, headers, follow=follow, stream=stream)
         except Exception as exc:
+            if isinstance(exc, SdmError):  # offline mode: refused before leaving the machine
+                from sdm.offline import Offline
+
+                raise Offline(what) if isinstance(exc, Offline) else exc from None
             untrusted = untrusted_certificate(exc, url)
             if untrusted is not None:
                 raise untrusted from None

@@ -1,0 +1,203 @@
+"""`sdm outdated` and `sdm update`: installed files for which a newer version exists.
+
+Civitai: a newer version of the same model, of the same base model unless
+any_base (a Pony version of an SDXL LoRA is another model to its user). Two
+batched calls whatever the number of files: the versions by hash, then the
+models by id. The catalog: the entry now pins another file for the installed
+variant (a Hugging Face revision moved on), or its default variant moved on to
+a file of the same kind (format, precision, weights) as the installed one.
+Versions the user said no to (`sdm update --ignore`) are remembered in
+STORE/.sdm/ignored.json and never offered again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sdm.fsutil import write_json_atomic
+from sdm.names import meta_dir
+
+if TYPE_CHECKING:
+    from sdm.apicache import HubAPI
+    from sdm.catalog.load import Catalog
+    from sdm.settings import Resolved
+    from sdm.store import Installed, Store
+
+IGNORED = "ignored.json"  # under STORE/.sdm/
+
+
+@dataclass(frozen=True)
+class Outdated:
+    path: Path
+    id: str | None  # catalog id, or None for a Civitai file
+    installed: str  # version or variant now on disk
+    newest: str  # the newer one
+    spec: str  # what `sdm update` pulls (with variant for a catalog entry)
+    variant: str | None  # the catalog variant to pull
+    version: str  # what `update --ignore` takes: a Civitai version id, ID:VARIANT or ID:VARIANT@SHA256
+    date: str | None  # when the newer one was published (YYYY-MM-DD)
+    size: int | None
+    base: str | None
+    reason: str
+
+
+def ignored(store: Store) -> set[str]:
+    try:
+        data = json.loads((meta_dir(store.root) / IGNORED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    return {str(v) for v in data.get("versions", [])} if isinstance(data, dict) else set()
+
+
+def ignore(store: Store, versions: Iterable[str]) -> set[str]:
+    """Remember versions the user does not want offered; returns the whole list."""
+    found = ignored(store) | {v.strip().removeprefix("civitai://") for v in versions if v.strip()}
+    write_json_atomic(meta_dir(store.root) / IGNORED, {"versions": sorted(found)})
+    return found
+
+
+def outdated(
+    store: Store,
+    catalog: Catalog,
+    settings: Resolved,
+    items: Sequence[Installed],
+    any_base: bool = False,
+) -> list[Outdated]:
+    skip = ignored(store) | _installed(store)  # a newer version already here is not offered again
+    found = [o for o in (_catalog(catalog, i) for i in items) if o is not None and o.version not in skip]
+    civitai = [
+        i for i in items if i.record and not i.record.id and (i.record.origin or "").startswith("civitai://")
+    ]
+    if civitai:
+        from sdm.apicache import HubAPI
+
+        with HubAPI.open(settings) as api:
+            found += [o for o in _civitai(api, settings, civitai, any_base) if o.version not in skip]
+    return sorted(found, key=lambda o: str(o.path))
+
+
+def _installed(store: Store) -> set[str]:
+    """Every installed version, as Outdated.version names them."""
+    import re
+
+    out = set()
+    for item in store.files():
+        record = item.record
+        if record is None:
+            continue
+        if record.id:
+            out.add(f"{record.id}:{record.variant}")
+        match = re.match(r"civitai://(\d+)", record.origin or "")
+        if match:
+            out.add(match.group(1))
+    return out
+
+
+# --- the catalog --------------------------------------------------------------------
+def _catalog(catalog: Catalog, item: Installed) -> Outdated | None:
+    record = item.record
+    model = catalog.find(record.id) if record and record.id else None
+    if record is None or model is None or record.converted_from is not None:
+        return None
+    variant = model.variant(record.variant or "")
+    if variant is None:
+        return None
+    if variant.sha256 and variant.sha256 != record.sha256:
+        newer = variant
+        reason = f"the catalog now pins another file for {variant.name} ({variant.source.describe()})"
+        key = f"{model.id}:{variant.name}@{variant.sha256[:12]}"
+    else:
+        newer = model.default
+        shape = (newer.format, newer.precision, newer.weights)
+        if newer.name == variant.name or shape != (variant.format, variant.precision, variant.weights):
+            return None
+        if newer.sha256 == record.sha256:
+            return None
+        reason = f"the catalog's default moved on from {variant.name} to {newer.name}"
+        key = f"{model.id}:{newer.name}"
+    return Outdated(
+        path=item.path,
+        id=model.id,
+        installed=variant.name,
+        newest=newer.name,
+        spec=model.id,
+        variant=newer.name,
+        version=key,
+        date=None,
+        size=newer.size,
+        base=model.base,
+        reason=reason,
+    )
+
+
+# --- Civitai --------------------------------------------------------------------------
+def _civitai(api: HubAPI, settings: Resolved, items: Sequence[Installed], any_base: bool) -> list[Outdated]:
+    from sdm.apicache import with_query
+    from sdm.identify import by_hash
+
+    endpoint = settings.civitai_endpoint
+    versions = by_hash(api, endpoint, [i.record.sha256 for i in items if i.record])
+    model_ids = sorted({int(v["modelId"]) for v in versions.values() if v.get("modelId")})
+    models: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(model_ids), 100):
+        chunk = model_ids[start : start + 100]
+        url = with_query(f"{endpoint}/api/v1/models", {"ids": ",".join(map(str, chunk)), "nsfw": "true"})
+        data = api.get(url, "Civitai (models)")
+        for model in data.get("items") or [] if isinstance(data, dict) else []:
+            models[int(model["id"])] = model
+    out = []
+    for item in items:
+        assert item.record is not None
+        version = versions.get(item.record.sha256)
+        model = models.get(int(version.get("modelId") or 0)) if version else None
+        if version is None or model is None:
+            continue
+        newer = _newer(version, model.get("modelVersions") or [], any_base)
+        if newer is not None:
+            out.append(_civitai_outdated(item, version, newer, model))
+    return out
+
+
+def _newer(
+    installed: dict[str, Any], versions: list[dict[str, Any]], any_base: bool
+) -> dict[str, Any] | None:
+    """The newest version published after the installed one (Civitai lists newest first)."""
+    ids = [v.get("id") for v in versions]
+    if installed.get("id") not in ids:
+        return None  # the installed version is gone from the listing: nothing to compare with
+    for candidate in versions[: ids.index(installed.get("id"))]:
+        if not any_base and candidate.get("baseModel") != installed.get("baseModel"):
+            continue
+        mine, theirs = installed.get("publishedAt") or "", candidate.get("publishedAt") or ""
+        if mine and theirs and theirs <= mine:
+            continue  # listed first, yet not newer: nothing to flag
+        return candidate
+    return None
+
+
+def _civitai_outdated(
+    item: Installed, installed: dict[str, Any], newer: dict[str, Any], model: dict[str, Any]
+) -> Outdated:
+    from sdm.sources.civitai import model_files
+    from sdm.vocab import base_from_civitai
+
+    files = model_files(newer)
+    primary = next((f for f in files if f.get("primary")), files[0] if files else {})
+    size_kb = primary.get("sizeKB")
+    return Outdated(
+        path=item.path,
+        id=None,
+        installed=f"{installed.get('name')} ({installed.get('id')})",
+        newest=f"{newer.get('name')} ({newer.get('id')})",
+        spec=f"civitai://{newer.get('id')}",
+        variant=None,
+        version=str(newer.get("id")),
+        date=str(newer.get("publishedAt") or "")[:10] or None,
+        size=round(size_kb * 1024) if isinstance(size_kb, (int, float)) else None,
+        base=base_from_civitai(newer.get("baseModel")),
+        reason=f"{model.get('name')} has a newer version on Civitai",
+    )

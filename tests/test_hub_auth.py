@@ -1,0 +1,131 @@
+"""Tokens and hosts as the hubs have them today: civitai.red, CIVITAI_API_KEY, early access,
+the token `hf auth login` saved, and offline mode."""
+
+from __future__ import annotations
+
+import json
+
+from fakehub import CIVITAI_TOKEN, HF_TOKEN
+from modelfiles import lora_like, sd15_like
+from test_pull import catalog, model  # noqa: F401  (a fixture, and a helper)
+
+
+def login_file(hub, version=91001):
+    hub.add_civitai(
+        6424, version, [{"id": 7, "name": "x.safetensors", "data": sd15_like(6), "primary": True}], login=True
+    )
+
+
+def test_civitai_api_key_variable_is_a_civitai_token(sdm, hub, monkeypatch, store):
+    login_file(hub)
+    monkeypatch.setenv("CIVITAI_API_KEY", CIVITAI_TOKEN)
+    result = sdm("pull", "civitai://91001")
+    assert result.code == 0, result
+    assert (store / "checkpoints" / "x.safetensors").exists()
+
+
+def test_civitai_token_goes_to_civitai_com_and_civitai_red_never_to_storage(monkeypatch):
+    from sdm.config import Settings
+    from sdm.download.http import Credentials
+    from sdm.sources.base import all_tokens
+
+    monkeypatch.setenv("CIVITAI_TOKEN", CIVITAI_TOKEN)
+    creds = Credentials.for_endpoints(all_tokens(Settings().resolved()))
+    for url in (
+        "https://civitai.com/api/download/models/1",
+        "https://civitai.red/api/download/models/1",
+        "https://www.civitai.red/api/v1/models?query=x",
+    ):
+        assert creds.headers_for(url) == {"Authorization": f"Bearer {CIVITAI_TOKEN}"}, url
+    for url in (
+        "https://civitai-delivery-worker-prod.abc.r2.cloudflarestorage.com/model/x?X-Amz-Signature=1",
+        "https://f005.backblazeb2.com/file/civitai/x.safetensors",
+        "http://civitai.red/api/download/models/1",  # not over plain HTTP
+        "https://huggingface.co/org/repo/resolve/main/x",
+    ):
+        assert creds.headers_for(url) == {}, url
+
+
+def test_civitai_red_urls_are_civitai_urls(sdm, hub):
+    hub.add_civitai(5, 55, [{"id": 9, "name": "r.safetensors", "data": sd15_like(2), "primary": True}])
+    result = sdm("pull", "https://civitai.red/models/5?modelVersionId=55", "--dry-run", "--json")
+    assert result.code == 0, result
+    assert result.json()[0]["source"].startswith("civitai://55")
+
+
+def test_early_access_has_its_own_message(sdm, hub, monkeypatch):
+    login_file(hub, 777)
+    hub.early_access[777] = "2026-06-01T00:00:00.000Z"
+    monkeypatch.setenv("CIVITAI_TOKEN", CIVITAI_TOKEN)
+    result = sdm("pull", "civitai://777")
+    assert result.code == 1
+    assert "early access until 2026-06-01" in result.err
+    assert "CIVITAI_TOKEN is valid" not in result.err and "requires a login" not in result.err
+
+
+def gated(hub):
+    hub.add_hf("bfl/flux", "flux.safetensors", sd15_like(7), gated=True)
+
+
+def test_hf_token_saved_by_hf_auth_login_is_used(sdm, hub, monkeypatch, tmp_path):
+    gated(hub)
+    token_file = tmp_path / "hf-home" / "token"
+    token_file.parent.mkdir()
+    token_file.write_text(HF_TOKEN + "\n")
+    monkeypatch.delenv("HF_TOKEN_PATH")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    result = sdm("pull", "hf://bfl/flux/flux.safetensors", "--type", "checkpoint")
+    assert result.code == 0, result
+    listed = sdm("config", "list", "--json")
+    assert HF_TOKEN not in listed.out and HF_TOKEN not in listed.err
+
+
+def test_hf_token_path_and_the_legacy_variable(sdm, hub, monkeypatch, tmp_path):
+    gated(hub)
+    path = tmp_path / "elsewhere"
+    path.write_text(HF_TOKEN)
+    monkeypatch.setenv("HF_TOKEN_PATH", str(path))
+    assert sdm("pull", "hf://bfl/flux/flux.safetensors", "--type", "checkpoint", "--dry-run").code == 0
+    path.unlink()
+    assert sdm("pull", "hf://bfl/flux/flux.safetensors", "--type", "checkpoint").code == 1
+    monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", HF_TOKEN)
+    assert sdm("pull", "hf://bfl/flux/flux.safetensors", "--type", "checkpoint").code == 0
+
+
+def test_offline_needs_no_network_for_present_files_and_catalog_plans(sdm, hub, catalog, store, monkeypatch):  # noqa: F811
+    data = lora_like(3)
+    hub.add_hf("org/r", "style.safetensors", data)
+    assert sdm("pull", "hf://org/r/style.safetensors", "--type", "lora").code == 0
+    catalog(
+        [
+            model(
+                "ds",
+                [
+                    {
+                        "name": "v8",
+                        "format": "safetensors",
+                        "source": {"civitai": {"model": 4384, "version": 128713}},
+                    }
+                ],
+            )
+        ]
+    )
+    before = len(hub.requests)
+    for var in ("HF_HUB_OFFLINE", "SDM_OFFLINE"):
+        monkeypatch.setenv(var, "1")
+        present = sdm("pull", "hf://org/r/style.safetensors", "--type", "lora", "--json")
+        assert present.code == 0, present
+        assert json.loads(present.out.splitlines()[0])["status"] == "present"
+        planned = sdm("pull", "ds", "--dry-run", "--json")
+        assert planned.code == 0, planned
+        assert planned.json()[0]["id"] == "ds"
+        needs_hub = sdm("pull", "civitai://5555")
+        assert needs_hub.code == 1
+        assert needs_hub.err.startswith(
+            f"sdm: error: offline: Civitai (model version 5555) cannot be asked ({var}"
+        )
+        assert "Traceback" not in needs_hub.err
+        download = sdm("pull", "ds")
+        assert download.code == 1 and "offline" in download.err
+        monkeypatch.delenv(var)
+    assert len(hub.requests) == before  # not one request left the machine
