@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from sdm.errors import BadInput, SdmError
 
 if TYPE_CHECKING:
-    from sdm.catalog.load import Catalog
-    from sdm.catalog.model import Model
+    from sdm.catalog.model import Catalog, Model
     from sdm.comfy_paths import ConfigLink
     from sdm.config import Settings
     from sdm.convert import Converted
@@ -331,7 +330,7 @@ def probe(path: Path) -> Probe:
 
 def scan(path: Path) -> ScanResult:
     """Would loading this pickle run code? Walks its opcodes; never loads it."""
-    from sdm.formats.pickle_scan import scan as run
+    from sdm.formats.identify import scan_file as run
 
     if not path.is_file():
         raise BadInput(f"no such file: {path}")

@@ -20,8 +20,7 @@ from sdm.errors import AuthRequired, NetworkError, NotFound, RemoteError, SdmErr
 if TYPE_CHECKING:
     import httpx
 
-    from sdm.catalog.load import Catalog
-    from sdm.catalog.model import Model, Source, Variant
+    from sdm.catalog.model import Catalog, Model, Source, Variant
     from sdm.download.http import Credentials
     from sdm.settings import Resolved
 

@@ -19,7 +19,7 @@ from sdm.errors import NotFound, RemoteError
 
 if TYPE_CHECKING:
     from sdm.apicache import HubAPI
-    from sdm.catalog.load import Catalog
+    from sdm.catalog.model import Catalog
     from sdm.settings import Resolved
     from sdm.store import Installed, Store
 

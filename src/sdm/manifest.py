@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sdm.catalog.load import Catalog
+    from sdm.catalog.model import Catalog
     from sdm.store import Store
 
 

@@ -26,8 +26,7 @@ from sdm.vocab import PICKLE_FORMATS, extension_for
 if TYPE_CHECKING:
     import httpx
 
-    from sdm.catalog.load import Catalog
-    from sdm.catalog.model import Source
+    from sdm.catalog.model import Catalog, Source
     from sdm.store import Store
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")

@@ -23,7 +23,7 @@ from sdm.names import meta_dir
 
 if TYPE_CHECKING:
     from sdm.apicache import HubAPI
-    from sdm.catalog.load import Catalog
+    from sdm.catalog.model import Catalog
     from sdm.settings import Resolved
     from sdm.store import Installed, Store
 

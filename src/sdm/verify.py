@@ -138,7 +138,7 @@ def verify_download(
 
 def _scan(path: Path, name: str, allow_unsafe: bool) -> list[str]:
     """A pickle file is placed only when its imports are what checkpoints need."""
-    from sdm.formats.pickle_scan import scan
+    from sdm.formats.identify import scan_file as scan
 
     found = scan(path)
     why = "; ".join(found.reasons[:3])

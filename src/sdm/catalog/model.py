@@ -7,10 +7,12 @@ which keeps `sdm search` fast.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
 from typing import Any, TypeVar
 
+from sdm.errors import NotFound
 from sdm.vocab import BASES, FORMATS, MODEL_TYPES, PICKLE_FORMATS, PRECISIONS, WEIGHTS
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "PICKLE_FORMATS",
     "PRECISIONS",
     "WEIGHTS",
+    "Catalog",
     "CivitaiSource",
     "HFSource",
     "Hints",
@@ -198,3 +201,48 @@ class Model:
         for key in ("aliases", "tags", "requires"):
             values[key] = tuple(values.get(key) or ())
         return _build(cls, values)
+
+
+@dataclass
+class Catalog:
+    models: dict[str, Model] = field(default_factory=dict)
+    origin: dict[str, Path] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def add(self, model: Model, origin: Path) -> None:
+        old = self.models.pop(model.id, None)
+        if old is not None:
+            for alias in old.aliases:
+                self.aliases.pop(alias, None)
+        self.models[model.id] = model
+        self.origin[model.id] = origin
+        for alias in model.aliases:
+            self.aliases[alias] = model.id
+
+    def find(self, name: str) -> Model | None:
+        key = name.strip().lower()
+        model_id = key if key in self.models else self.aliases.get(key)
+        return self.models.get(model_id) if model_id else None
+
+    def get(self, name: str) -> Model:
+        model = self.find(name)
+        if model is None:
+            from sdm.catalog.search import suggest
+
+            close = suggest(self, name)
+            hint = f"did you mean: {', '.join(close)}?" if close else "try: sdm search"
+            raise NotFound(f"no model '{name}' in the catalog", hint=hint)
+        return model
+
+    def by_sha256(self, sha256: str) -> tuple[Model, str] | None:
+        for model in self.models.values():
+            for variant in model.variants:
+                if variant.sha256 == sha256:
+                    return model, variant.name
+        return None
+
+    def __iter__(self) -> Iterator[Model]:
+        return iter(self.models.values())
+
+    def __len__(self) -> int:
+        return len(self.models)

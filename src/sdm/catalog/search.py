@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from sdm.catalog.load import Catalog
-from sdm.catalog.model import MODEL_TYPES, Model
+from sdm.vocab import MODEL_TYPES
+
+if TYPE_CHECKING:
+    from sdm.catalog.model import Catalog, Model
 
 EXACT, PREFIX, WORD, WORD_PREFIX, DESCRIPTION = 100, 80, 60, 45, 20
 

@@ -10,8 +10,7 @@ from sdm.cli.output import echo, handle_errors, human_size, print_json, print_ta
 from sdm.errors import BadInput
 
 if TYPE_CHECKING:
-    from sdm.catalog.load import Catalog
-    from sdm.catalog.model import Model
+    from sdm.catalog.model import Catalog, Model
 
 catalog_app = typer.Typer(help="Work with catalog files.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")

@@ -8,50 +8,20 @@ as one. An .npz is a zip of .npy members. No numpy needed.
 from __future__ import annotations
 
 import ast
-import re
 import struct
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from sdm.formats.pickle_ops import Buffer, Malformed, OpReader
-from sdm.formats.pickle_values import Obj
+from sdm.formats.npdtype import element_count as _count
+from sdm.formats.npdtype import itemsize
+from sdm.formats.pickle_ops import Buffer, Malformed
 from sdm.formats.verdict import ScanResult
 
 MAGIC = b"\x93NUMPY"
 MAX_HEADER = 10_000  # numpy.load refuses larger headers by default
 MAX_PICKLE_BYTES = 32 << 20
 MAX_MEMBERS = 10_000
-_SIMPLE = re.compile(r"^[<>|=]?([biufcmMSUVa?O])(\d*)(\[\w+\])?$")
-
-
-def itemsize(descr: Any) -> int | None:
-    """Bytes per item for a numpy dtype description; None for object (pickled) items.
-    Malformed when sdm cannot tell."""
-    if isinstance(descr, str):
-        match = _SIMPLE.match(descr)
-        if not match:
-            raise Malformed(f"dtype {descr[:40]!r} is not one sdm reads")
-        kind, digits, _unit = match.groups()
-        if kind == "O":
-            return None
-        count = int(digits) if digits else (1 if kind in "b?" else 0)
-        return count * 4 if kind == "U" else count
-    if isinstance(descr, list) and descr:
-        total = 0
-        for field in descr:
-            if not (isinstance(field, tuple) and len(field) in (2, 3)):
-                raise Malformed("a structured dtype sdm does not read")
-            size = itemsize(field[1])
-            if size is None:
-                return None
-            for dim in field[2] if len(field) == 3 else ():
-                if not isinstance(dim, int) or dim < 0:
-                    raise Malformed("a structured dtype sdm does not read")
-                size *= dim
-            total += size
-        return total
-    raise Malformed("a dtype sdm does not read")
 
 
 def _header(head: bytes) -> tuple[int, Any, tuple[int, ...]]:
@@ -82,13 +52,6 @@ def _header(head: bytes) -> tuple[int, Any, tuple[int, ...]]:
     if not isinstance(meta["fortran_order"], bool):
         raise Malformed(".npy fortran_order is not a bool")
     return start + length, meta["descr"], shape
-
-
-def _count(shape: tuple[int, ...]) -> int:
-    count = 1
-    for dim in shape:
-        count *= dim
-    return count
 
 
 def check_npy(data: Buffer, size: int, result: ScanResult, where: str) -> None:
@@ -150,33 +113,3 @@ def scan_npz(archive: zipfile.ZipFile, result: ScanResult) -> None:
             continue
         if offset + per * _count(shape) != info.file_size:
             result.flag("malformed", f"{info.filename}: its header does not match its size")
-
-
-def skip_joblib_array(reader: OpReader, state: Any, result: ScanResult, where: str) -> bool:
-    """joblib writes each array's bytes (or a nested pickle) right after the BUILD of its
-    NumpyArrayWrapper; step over them. False when sdm cannot tell how long they are."""
-    from sdm.formats.pickle_vm import walk
-
-    dtype = state.get("dtype") if isinstance(state, dict) else None
-    shape = state.get("shape") if isinstance(state, dict) else None
-    try:
-        if not (isinstance(dtype, Obj) and dtype.cls == "numpy.dtype" and dtype.args):
-            raise Malformed("a joblib array without a numpy dtype")
-        if not (isinstance(shape, tuple) and all(isinstance(d, int) and d >= 0 for d in shape)):
-            raise Malformed("a joblib array without a shape")
-        per = itemsize(dtype.args[0])
-        if per is None:
-            walked = walk(reader.data, reader.pos, reader.end, result, f"{where} (joblib object array)")
-            if walked is None:
-                return False
-            reader.skip(walked.end - reader.pos)
-            return True
-        if "numpy_array_alignment_bytes" in state:
-            reader.skip(0)
-            pad = reader.data[reader.pos : reader.pos + 1]
-            reader.skip(1 + (pad[0] if pad else 0))
-        reader.skip(per * _count(shape))
-    except Malformed as exc:
-        result.flag("malformed", f"{where}: {exc}")
-        return False
-    return True

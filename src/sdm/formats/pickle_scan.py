@@ -31,7 +31,6 @@ __all__ = [
     "SAFE_GLOBALS",
     "ScanResult",
     "classify",
-    "scan",
 ]
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # the first pickle of torch's legacy format
@@ -48,13 +47,6 @@ MAX_PICKLE_BYTES = 32 << 20  # one pickle read out of a zip or tar member
 MAX_TOTAL_BYTES = 256 << 20  # all pickles inflated from one archive
 MAX_MEMBERS = 200_000
 MAX_PICKLES = 64  # plain pickles back to back
-
-
-def scan(path: Path) -> ScanResult:
-    """Scan one file: the verdict every command uses (see identify.identify)."""
-    from sdm.formats.identify import scan_file
-
-    return scan_file(path)
 
 
 def _is_pickle_start(data: Buffer, at: int, end: int) -> bool:

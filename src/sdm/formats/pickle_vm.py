@@ -16,6 +16,7 @@ from itertools import chain
 from typing import Any
 
 from sdm.formats.allowlist import HANDLERS, classify
+from sdm.formats.npdtype import element_count, itemsize
 from sdm.formats.pickle_ops import Buffer, Malformed, OpReader
 from sdm.formats.pickle_values import Global, Obj, ParameterDict
 from sdm.formats.tensors import STORAGES, UNTYPED, StorageRef
@@ -219,11 +220,9 @@ class _Machine:
                     target.update(params if isinstance(params, dict) else {})
                 elif isinstance(target, Obj):
                     target.state = state
-                    if target.cls.endswith("numpy_pickle.NumpyArrayWrapper"):
-                        from sdm.formats.npy import skip_joblib_array
-
-                        if not skip_joblib_array(self.reader, state, result, self.where):
-                            return _OVER
+                    joblib = target.cls.endswith("numpy_pickle.NumpyArrayWrapper")
+                    if joblib and not skip_joblib_array(self.reader, state, result, self.where):
+                        return _OVER
             elif name in ("NEWOBJ", "NEWOBJ_EX"):
                 if name == "NEWOBJ_EX":
                     self.pop()  # keyword arguments
@@ -361,3 +360,31 @@ def _children(node: Any) -> Iterable[Any] | None:
     if isinstance(node, Obj):
         return chain(node.args, (node.state,), node.items)
     return None
+
+
+def skip_joblib_array(reader: OpReader, state: Any, result: ScanResult, where: str) -> bool:
+    """joblib writes each array's bytes (or a nested pickle) right after the BUILD of its
+    NumpyArrayWrapper; step over them. False when sdm cannot tell how long they are."""
+    dtype = state.get("dtype") if isinstance(state, dict) else None
+    shape = state.get("shape") if isinstance(state, dict) else None
+    try:
+        if not (isinstance(dtype, Obj) and dtype.cls == "numpy.dtype" and dtype.args):
+            raise Malformed("a joblib array without a numpy dtype")
+        if not (isinstance(shape, tuple) and all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise Malformed("a joblib array without a shape")
+        per = itemsize(dtype.args[0])
+        if per is None:
+            walked = walk(reader.data, reader.pos, reader.end, result, f"{where} (joblib object array)")
+            if walked is None:
+                return False
+            reader.skip(walked.end - reader.pos)
+            return True
+        if "numpy_array_alignment_bytes" in state:
+            reader.skip(0)
+            pad = reader.data[reader.pos : reader.pos + 1]
+            reader.skip(1 + (pad[0] if pad else 0))
+        reader.skip(per * element_count(shape))
+    except Malformed as exc:
+        result.flag("malformed", f"{where}: {exc}")
+        return False
+    return True
