@@ -127,6 +127,7 @@ def pull(
     (a FLUX transformer: its VAE and text encoders) brings them along unless
     companions is False or the list is frozen (a manifest names every file).
     """
+    from sdm import mirrors
     from sdm.catalog.load import load
     from sdm.download.http import Credentials, make_client
     from sdm.plan import Planner, PullOptions, dedupe, pin, plan_one
@@ -159,18 +160,27 @@ def pull(
         raise BadInput("nothing to pull: give an id or URL, or -f FILE", hint="find ids with: sdm search")
     current = _settings(settings)
     store = Store(current.models_dir, current.layout)
-    creds = Credentials.for_endpoints(all_tokens(current))
+    creds = Credentials.for_endpoints({**all_tokens(current), **mirrors.tokens(current)})
     tuning = Tuning.from_settings(current, connections, parallel)
     report = reporter or SilentReporter()
+    # Content mirrors are never trusted, so never used when the hash is not checked.
+    fleet = None if no_verify_hash else mirrors.for_run(current, creds)
     with make_client(tuning.stall_timeout) as client:
         planner = Planner(load(), store, Context(current, creds), client, options)
         plans = []
         for entry in entries:
+            pinned = mirrors.pinned_plan(planner, entry) if frozen and fleet and not convert else None
+            if pinned is not None:
+                plans.append(pinned)
+                continue
             plan = plan_one(planner, entry.spec, entry.options, convert or entry.convert)
             plans.append(pin(plan, entry.sha256, entry.where) if frozen else plan)
             if companions and not frozen:
                 plans += companions_of(planner, plan, entry.options)
         plans = dedupe(plans)
+        if fleet is not None:
+            for plan in plans:
+                fleet.attach(plan)
         if dry_run:
             return PullReport(plans, dry_run=True)
         failures = locate_all(store, plans, client, force)

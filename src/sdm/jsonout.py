@@ -135,6 +135,7 @@ class OutcomeJSON(TypedDict):
     elapsed: float
     source: str
     warnings: list[str]
+    mirror: str | None  # the content mirror (SDM_MIRRORS) the bytes came from
 
 
 class FailedJSON(TypedDict):
@@ -314,6 +315,7 @@ def outcome_json(outcome: Outcome) -> OutcomeJSON:
         "elapsed": round(outcome.elapsed, 3),
         "source": plan.source,
         "warnings": list(outcome.warnings),
+        "mirror": outcome.mirror,
     }
 
 

@@ -25,3 +25,9 @@ class Resolved:
     parallel: int
     retries: int
     stall_timeout: int
+    mirrors: str | None = None  # comma-separated base URLs or {sha256} templates
+    mirror_token: str | None = None
+    mirror_tokens: str | None = None  # MIRROR_URL=TOKEN,...
+    lock_lease: int = 60
+    host_id: str | None = None
+    hf_cdn_rewrite: str | None = None  # HOST=URL,...
