@@ -25,6 +25,7 @@ COMMANDS = [
     ["rm"],
     ["du"],
     ["export"],
+    ["mirror", "build"],
     ["import"],
     ["link"],
     ["unlink"],

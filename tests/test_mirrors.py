@@ -176,3 +176,61 @@ def test_frozen_install_from_a_mirror_with_the_hubs_down(sdm, hub, mirror, tmp_p
     assert sorted((i["filename"], i["sha256"], i["source"]) for i in listed) == sorted(
         (i["filename"], i["sha256"], i["source"]) for i in sdm("--home", str(first), "list", "--json").json()
     )
+
+
+MIRROR_BUILD = {"dir", "added", "linked", "copied", "present", "pruned", "skipped", "files", "bytes"}
+
+
+def test_mirror_build_is_incremental_and_keeps_one_copy(sdm, hub, store, tmp_path, monkeypatch):
+    from typing import get_type_hints
+
+    from sdm import jsonout
+
+    assert set(get_type_hints(jsonout.MirrorBuildJSON)) == MIRROR_BUILD
+    one, two = lora_like(11), lora_like(12)
+    hub.add_hf("org/a", "a.safetensors", one)
+    hub.add_hf("org/b", "b.safetensors", two)
+    assert sdm("pull", "hf://org/a/a.safetensors", "--type", "lora").code == 0
+    tree = tmp_path / "mirror"
+    first = sdm("mirror", "build", str(tree), "--json")
+    assert first.code == 0, first
+    summary = first.json()
+    assert set(summary) == MIRROR_BUILD
+    assert (summary["added"], summary["linked"], summary["present"], summary["files"]) == (1, 1, 0, 1)
+    placed = tree / "sha256" / sha(one)
+    assert placed.read_bytes() == one
+    assert placed.stat().st_ino == (store / "loras" / "a.safetensors").stat().st_ino  # a link, not a copy
+    index = json.loads((tree / "index.json").read_text())
+    assert index["files"][sha(one)] == {
+        "size": len(one),
+        "filename": "a.safetensors",
+        "type": "lora",
+        "source": "hf://org/a/a.safetensors",
+    }
+    assert sdm("pull", "hf://org/b/b.safetensors", "--type", "lora").code == 0
+    second = sdm("mirror", "build", str(tree), "--json").json()
+    assert (second["added"], second["present"], second["files"]) == (1, 1, 2)
+    (store / "loras" / "a.safetensors").unlink()
+    third = sdm("mirror", "build", str(tree), "--prune", "--json").json()
+    assert (third["added"], third["pruned"], third["files"]) == (0, 1, 1)
+    assert not placed.exists() and (tree / "sha256" / sha(two)).exists()
+    inside = sdm("mirror", "build", str(store / "mirror"))
+    assert inside.code == 2 and "inside the store" in inside.err
+
+
+def test_a_built_tree_serves_another_machine(sdm, hub, tmp_path, monkeypatch):
+    data = lora_like(13)
+    hub.add_hf("org/a", "a.safetensors", data)
+    first, second, tree = tmp_path / "first", tmp_path / "second", tmp_path / "tree"
+    assert sdm("--home", str(first), "pull", "hf://org/a/a.safetensors", "--type", "lora").code == 0
+    assert sdm("--home", str(first), "mirror", "build", str(tree)).code == 0
+    served = ContentMirror(root=tree)
+    try:
+        monkeypatch.setenv("SDM_MIRRORS", served.url)
+        before = hub.bytes_sent()
+        result = sdm("--home", str(second), "pull", "hf://org/a/a.safetensors", "--type", "lora", "--json")
+        assert result.code == 0 and outcome(result)["mirror"], result
+        assert hub.bytes_sent() - before <= 1
+        assert (second / "loras" / "a.safetensors").read_bytes() == data
+    finally:
+        served.close()

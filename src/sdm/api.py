@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from sdm.health import Usage, VerifyReport
     from sdm.importer import Imported
     from sdm.manifest import Manifest
+    from sdm.mirror_build import BuildReport
     from sdm.plan import Plan
     from sdm.pull import Outcome, PullReport, Reporter
     from sdm.settings import Resolved
@@ -280,6 +281,13 @@ def export(settings: Settings | None = None) -> Manifest:
     from sdm.manifest import build
 
     return build(open_store(settings), catalog())
+
+
+def mirror_build(directory: Path, prune: bool = False, settings: Settings | None = None) -> BuildReport:
+    """`sdm mirror build`: the store as DIR/sha256/HEX plus DIR/index.json, for SDM_MIRRORS."""
+    from sdm.mirror_build import build
+
+    return build(open_store(settings), directory, prune)
 
 
 # --- files on disk ------------------------------------------------------------------

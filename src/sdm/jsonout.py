@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sdm.formats.probe import Probe
     from sdm.health import Check, Partial
     from sdm.importer import Imported
+    from sdm.mirror_build import BuildReport
     from sdm.plan import Plan
     from sdm.pull import Outcome
     from sdm.store import Installed
@@ -388,3 +389,32 @@ def convert_json(result: ConvertResult, source: Path) -> ConvertJSON:
 def probe_json(found: Probe) -> dict[str, Any]:
     """`sdm probe --json`: keys as in Probe.as_json()."""
     return found.as_json()
+
+
+class MirrorBuildJSON(TypedDict):
+    """`sdm mirror build --json`."""
+
+    dir: str
+    added: int
+    linked: int
+    copied: int
+    present: int
+    pruned: int
+    skipped: int
+    files: int
+    bytes: int
+
+
+def mirror_build_json(report: BuildReport) -> MirrorBuildJSON:
+    hows = list(report.added.values())
+    return {
+        "dir": str(report.dir),
+        "added": len(hows),
+        "linked": hows.count("linked"),
+        "copied": hows.count("copied"),
+        "present": report.present,
+        "pruned": len(report.pruned),
+        "skipped": report.skipped,
+        "files": report.files,
+        "bytes": report.bytes,
+    }

@@ -33,6 +33,7 @@ COMMANDS = {
     "scan": "scan_cmd",
     "list": "store_cmds",
     "export": "store_cmds",
+    "mirror": "mirror_cmds",
 }
 # Global options that take a value (before the command).
 _VALUE_OPTIONS = {"--home"}

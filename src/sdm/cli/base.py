@@ -29,6 +29,7 @@ class _Ordered(TyperGroup):
         "du",
         "clean",
         "export",
+        "mirror",
         "catalog",
         "config",
     )
