@@ -90,6 +90,8 @@ class Tuning:
     retries: int = 6
     stall_timeout: float = 30.0
     parallel: int = 3
+    lock_lease: float = 60.0  # another host's lock without a heartbeat this long is taken over
+    host_id: str | None = None  # this host's name in lock files (default: the host name)
 
     @classmethod
     def from_settings(
@@ -101,6 +103,8 @@ class Tuning:
             retries=settings.retries,
             stall_timeout=settings.stall_timeout,
             parallel=parallel or settings.parallel,
+            lock_lease=float(settings.lock_lease),
+            host_id=settings.host_id,
         )
 
 
@@ -300,7 +304,12 @@ class Puller:
     def pull_one(self, plan: Plan) -> Outcome:
         started = time.monotonic()
         self.store.type_dir(plan.type).mkdir(parents=True, exist_ok=True)
-        with lock.hold(lock_path(plan.dest), on_wait=lambda m: self.reporter.status(plan, m)):
+        with lock.hold(
+            lock_path(plan.dest),
+            on_wait=lambda m: self.reporter.status(plan, m),
+            lease=self.tuning.lock_lease,
+            host=self.tuning.host_id,
+        ):
             if plan.convert and not self.opts.force:
                 done = converted(self.store, plan)
                 if done is not None:
