@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -31,6 +32,7 @@ class ContentMirror:
     wrong: set[str] = field(default_factory=set)  # serve other bytes of the same size
     root: Path | None = None  # serve DIR/sha256/HEX from disk too (a mirror build tree)
     hits: list[Hit] = field(default_factory=list)
+    rate: float | None = None  # bytes per second shared by every request: one WAN link
 
     def __post_init__(self) -> None:
         mirror = self
@@ -48,6 +50,8 @@ class ContentMirror:
 
             do_HEAD = do_GET
 
+        self._link = threading.Lock()
+        self._free_at = 0.0
         self.server = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -101,7 +105,18 @@ class ContentMirror:
         if h.command == "HEAD":
             return
         try:
-            h.wfile.write(data[start:end])
-            hit.body_bytes += end - start
+            for at in range(start, end, 256 * 1024):
+                chunk = data[at : min(end, at + 256 * 1024)]
+                self._throttle(len(chunk))
+                h.wfile.write(chunk)
+                hit.body_bytes += len(chunk)
         except (BrokenPipeError, ConnectionResetError):
             h.close_connection = True
+
+    def _throttle(self, nbytes: int) -> None:
+        if not self.rate:
+            return
+        with self._link:
+            begin = max(time.monotonic(), self._free_at)
+            done = self._free_at = begin + nbytes / self.rate
+        time.sleep(max(0.0, done - time.monotonic()))
