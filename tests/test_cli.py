@@ -28,6 +28,7 @@ COMMANDS = [
     ["rm"],
     ["du"],
     ["export"],
+    ["mirror", "build"],
     ["import"],
     ["link"],
     ["unlink"],

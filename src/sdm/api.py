@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from sdm.identify import Identified
     from sdm.importer import Imported
     from sdm.manifest import Manifest
+    from sdm.mirror_build import BuildReport
     from sdm.plan import Plan
     from sdm.pull import Outcome, PullReport, Reporter
     from sdm.settings import Resolved
@@ -160,6 +161,7 @@ def pull(
     With previews (default: the `previews` setting), each placed file gets its
     hub's preview image beside it as NAME.preview.png; a missing one is a warning.
     """
+    from sdm import mirrors
     from sdm.catalog.load import load
     from sdm.download.http import Credentials
     from sdm.offline import hub_client
@@ -198,18 +200,27 @@ def pull(
 
         require_pillow()
     store = Store(current.models_dir, current.layout)
-    creds = Credentials.for_endpoints(all_tokens(current))
+    creds = Credentials.for_endpoints({**all_tokens(current), **mirrors.tokens(current)})
     tuning = Tuning.from_settings(current, connections, parallel)
     report = reporter or SilentReporter()
+    # Content mirrors are never trusted, so never used when the hash is not checked.
+    fleet = None if no_verify_hash else mirrors.for_run(current, creds)
     with hub_client(current, tuning.stall_timeout) as client:
         planner = Planner(load(), store, Context(current, creds), client, options)
         plans = []
         for entry in entries:
+            pinned = mirrors.pinned_plan(planner, entry) if frozen and fleet and not convert else None
+            if pinned is not None:
+                plans.append(pinned)
+                continue
             plan = plan_one(planner, entry.spec, entry.options, convert or entry.convert)
             plans.append(pin(plan, entry.sha256, entry.where) if frozen else plan)
             if companions and not frozen:
                 plans += companions_of(planner, plan, entry.options)
         plans = dedupe(plans)
+        if fleet is not None:
+            for plan in plans:
+                fleet.attach(plan)
         if dry_run:
             return PullReport(plans, dry_run=True)
         failures = locate_all(store, plans, client, force)
@@ -316,6 +327,13 @@ def export(settings: Settings | None = None) -> Manifest:
     from sdm.manifest import build
 
     return build(open_store(settings), catalog())
+
+
+def mirror_build(directory: Path, prune: bool = False, settings: Settings | None = None) -> BuildReport:
+    """`sdm mirror build`: the store as DIR/sha256/HEX plus DIR/index.json, for SDM_MIRRORS."""
+    from sdm.mirror_build import build
+
+    return build(open_store(settings), directory, prune)
 
 
 # --- files on disk ------------------------------------------------------------------

@@ -92,6 +92,25 @@ def _hf_token_file(environ: Mapping[str, str]) -> tuple[str, str] | None:
     return (token, f"file:{path}") if token else None
 
 
+def _parse_list(raw: Any) -> str:
+    """A list from YAML, or comma-separated text from the environment, kept as text."""
+    items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+    value = ",".join(str(i).strip() for i in items if str(i).strip())
+    if not value:
+        raise ValueError("expected one or more comma-separated values")
+    return value
+
+
+def _parse_pairs(raw: Any) -> str:
+    """KEY=VALUE pairs: a mapping from YAML, or "A=1,B=2" from the environment."""
+    items = [f"{k}={v}" for k, v in raw.items()] if isinstance(raw, dict) else _parse_list(raw).split(",")
+    for item in items:
+        name, _, value = item.partition("=")
+        if not name.strip() or not value.strip():
+            raise ValueError("expected KEY=VALUE pairs separated by commas")
+    return ",".join(i.strip() for i in items)
+
+
 def _parse_layout(raw: str) -> str:
     from sdm.layouts import NAMES
 
@@ -189,6 +208,32 @@ KEYS: dict[str, Key] = {
             ("SDM_PREVIEWS",),
         ),
         Key("nsfw", "show NSFW hub results and previews", _parse_bool, False, ("SDM_NSFW",)),
+        # Fleets (docs/fleet.md): content mirrors, shared stores, pull-through caches.
+        Key("mirrors", "content mirrors asked first, by sha256", _parse_list, None, ("SDM_MIRRORS",)),
+        Key("mirror_token", "token sent to every mirror", _parse_str, None, ("SDM_MIRROR_TOKEN",), True),
+        Key(
+            "mirror_tokens",
+            "per-mirror tokens, MIRROR_URL=TOKEN",
+            _parse_pairs,
+            None,
+            ("SDM_MIRROR_TOKENS",),
+            secret=True,
+        ),
+        Key(
+            "lock_lease",
+            "seconds without a heartbeat before another host's lock is taken over",
+            _parse_int(1, 86400),
+            60,
+            ("SDM_LOCK_LEASE",),
+        ),
+        Key("host_id", "this machine's name in lock files", _parse_str, None, ("SDM_HOST_ID",)),
+        Key(
+            "hf_cdn_rewrite",
+            "Hugging Face redirect hosts to fetch through a proxy, HOST=URL",
+            _parse_pairs,
+            None,
+            ("SDM_HF_CDN_REWRITE",),
+        ),
     ]
 }
 

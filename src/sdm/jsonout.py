@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sdm.formats.probe import Probe
     from sdm.health import Check, Partial
     from sdm.importer import Imported
+    from sdm.mirror_build import BuildReport
     from sdm.plan import Plan
     from sdm.pull import Outcome
     from sdm.store import Installed
@@ -135,6 +136,7 @@ class OutcomeJSON(TypedDict):
     elapsed: float
     source: str
     warnings: list[str]
+    mirror: str | None  # the content mirror (SDM_MIRRORS) the bytes came from
 
 
 class FailedJSON(TypedDict):
@@ -314,6 +316,7 @@ def outcome_json(outcome: Outcome) -> OutcomeJSON:
         "elapsed": round(outcome.elapsed, 3),
         "source": plan.source,
         "warnings": list(outcome.warnings),
+        "mirror": outcome.mirror,
     }
 
 
@@ -413,3 +416,32 @@ __all__ = [
     "outdated_json",
     "remote_model_json",
 ]
+
+
+class MirrorBuildJSON(TypedDict):
+    """`sdm mirror build --json`."""
+
+    dir: str
+    added: int
+    linked: int
+    copied: int
+    present: int
+    pruned: int
+    skipped: int
+    files: int
+    bytes: int
+
+
+def mirror_build_json(report: BuildReport) -> MirrorBuildJSON:
+    hows = list(report.added.values())
+    return {
+        "dir": str(report.dir),
+        "added": len(hows),
+        "linked": hows.count("linked"),
+        "copied": hows.count("copied"),
+        "present": report.present,
+        "pruned": len(report.pruned),
+        "skipped": report.skipped,
+        "files": report.files,
+        "bytes": report.bytes,
+    }

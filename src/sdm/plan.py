@@ -9,7 +9,7 @@ bytes are fetched (locator, mirrors, the location found) is its `Fetch`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +54,22 @@ class Fetch:
     location: Location | None = None
     notes: list[str] = field(default_factory=list)  # e.g. which mirror took over, and why
     failed: list[tuple[str, SdmError]] = field(default_factory=list)  # sources that failed planning
+    # Content mirrors (sdm.mirrors), asked before the source: those not yet asked, a
+    # maker for a hash the hub tells only when located, and the plan's own source
+    # (name, locator) while a content mirror serves.
+    content: list[tuple[str, Locator]] = field(default_factory=list)
+    by_sha256: Callable[[str], list[tuple[str, Locator]]] | None = None
+    home: tuple[str, Locator] | None = None
+
+    @property
+    def origin(self) -> str:
+        """The source the record names: a content mirror only carries its bytes."""
+        return self.home[0] if self.home else self.source
+
+    @property
+    def mirror(self) -> str | None:
+        """The content mirror serving the bytes, if one is."""
+        return self.source if self.home else None
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,10 +21,18 @@ from sdm.download import engine, lock
 from sdm.download.http import Credentials
 from sdm.download.location import Location
 from sdm.download.state import TransferState
-from sdm.errors import DiskFull, NetworkError, NotFound, RemoteError, SdmError, VerificationFailed
+from sdm.errors import (
+    AuthRequired,
+    DiskFull,
+    NetworkError,
+    NotFound,
+    RemoteError,
+    SdmError,
+    VerificationFailed,
+)
 from sdm.formats.hashes import sha256_file
 from sdm.names import lock_path, partial_path, state_path
-from sdm.plan import Plan, PullOptions
+from sdm.plan import Fetch, Plan, PullOptions
 from sdm.sources.base import every_source_failed
 from sdm.store import ConvertedFrom, Record, Store
 from sdm.verify import Expectation, Verified, verify_download
@@ -47,6 +55,7 @@ class Outcome:
     sha256: str
     elapsed: float
     warnings: tuple[str, ...] = ()
+    mirror: str | None = None  # the content mirror the bytes came from
 
 
 @dataclass
@@ -84,6 +93,8 @@ class Tuning:
     parallel: int = 3
     min_rate: int = 1024
     retry_budget: int = 100
+    lock_lease: float = 60.0  # another host's lock without a heartbeat this long is taken over
+    host_id: str | None = None  # this host's name in lock files (default: the host name)
 
     @classmethod
     def from_settings(
@@ -97,6 +108,8 @@ class Tuning:
             parallel=parallel or settings.parallel,
             min_rate=settings.min_rate,
             retry_budget=settings.retry_budget,
+            lock_lease=float(settings.lock_lease),
+            host_id=settings.host_id,
         )
 
 
@@ -227,9 +240,39 @@ def converted(store: Store, plan: Plan) -> Record | None:
     return None
 
 
+def _from_content_mirror(fetch: Fetch, client: httpx.Client) -> Location | None:
+    """The first content mirror that has the file; none left: back to the plan's source."""
+    while fetch.content:
+        name, locator = fetch.content.pop(0)
+        try:
+            location = locator(client)
+        except (NetworkError, RemoteError, NotFound, AuthRequired) as exc:
+            fetch.notes.append(f"mirror {name}: {exc.message}")
+            continue
+        if fetch.home is None:
+            fetch.home = (fetch.source, fetch.locator)
+        fetch.locator, fetch.source = locator, name
+        return location
+    if fetch.home is not None:
+        (fetch.source, fetch.locator), fetch.home = fetch.home, None
+    return None
+
+
 def locate(plan: Plan, client: httpx.Client) -> Location:
-    """Where the plan's bytes are; a failing source falls back to its mirrors."""
+    """Where the plan's bytes are: content mirrors first; a failing source falls back to its mirrors."""
     fetch = plan.fetch
+    found = _from_content_mirror(fetch, client)
+    if found is not None:
+        return found
+    location = _at_source(fetch, client)
+    if location.sha256 and fetch.by_sha256 is not None and not plan.sha256:
+        # The hub told the hash only now (Hugging Face's LFS header): a mirror still saves the bytes.
+        fetch.content, fetch.by_sha256 = fetch.by_sha256(location.sha256), None
+        found = _from_content_mirror(fetch, client)
+    return found or location
+
+
+def _at_source(fetch: Fetch, client: httpx.Client) -> Location:
     try:
         return fetch.locator(client)
     except (NetworkError, RemoteError, NotFound) as first:
@@ -326,7 +369,7 @@ class Puller:
             base=plan.base,
             trigger_words=plan.trigger_words,
             weight=plan.weight,
-            source=plan.fetch.source,
+            source=plan.fetch.origin,
             civitai_info=plan.civitai_info,
             negative=plan.negative_prompt,
         )
@@ -341,7 +384,12 @@ class Puller:
                 elapsed = time.monotonic() - started
                 return Outcome(plan, "present", plan.dest, record.size, record.sha256, elapsed)
         self.store.type_dir(plan.type).mkdir(parents=True, exist_ok=True)
-        with lock.hold(lock_path(plan.dest), on_wait=lambda m: self.reporter.status(plan, m)):
+        with lock.hold(
+            lock_path(plan.dest),
+            on_wait=lambda m: self.reporter.status(plan, m),
+            lease=self.tuning.lock_lease,
+            host=self.tuning.host_id,
+        ):
             if plan.convert and not self.opts.force:
                 done = converted(self.store, plan)
                 if done is not None:
@@ -421,14 +469,32 @@ class Puller:
         )
 
     def _transfer(self, plan: Plan, started: float) -> Outcome:
+        fetch = plan.fetch
+        while True:
+            try:
+                return self._transfer_from(plan, started)
+            except SdmError as exc:
+                if fetch.home is None or self.cancel.is_set():
+                    raise  # the plan's own source failed: as without mirrors
+                # A content mirror failed or served other bytes (deleted unplaced):
+                # the next mirror, then the source, as pull.locate() finds them.
+                failed = fetch.source
+                (fetch.source, fetch.locator), fetch.home, fetch.location = fetch.home, None, None
+                fetch.notes.append(f"mirror {failed}: {exc.message}")
+                self.reporter.status(plan, f"mirror {failed} failed ({exc.message}); trying the next")
+
+    def _transfer_from(self, plan: Plan, started: float) -> Outcome:
         partial = partial_path(plan.dest)
         fetch = plan.fetch
         first = {"location": fetch.location}
 
         def located(client: httpx.Client) -> Location:
             # The planner's probe serves the first attempt; later ones ask again.
-            loc = first.pop("location", None)
-            return loc if loc is not None else fetch.locator(client)
+            if "location" in first:
+                loc = first.pop("location")
+                # None after a mirror failed: the next mirror or the source, as at planning.
+                return loc if loc is not None else locate(plan, client)
+            return fetch.locator(client)
 
         self.reporter.start(plan, plan.size or (fetch.location.size if fetch.location else None))
         transfer = engine.Transfer(
@@ -473,8 +539,10 @@ class Puller:
             self.warn(warning)
         os.replace(partial, plan.dest)
         state_path(partial).unlink(missing_ok=True)
-        record = record_for(plan, fetch.source, result.size, result.sha256, verified)
+        record = record_for(plan, fetch.origin, result.size, result.sha256, verified)
         self.store.write_record(plan.dest, record)
         status: PullStatus = "resumed" if result.kept else "downloaded"
         elapsed = time.monotonic() - started
-        return Outcome(plan, status, plan.dest, result.size, result.sha256, elapsed, verified.warnings)
+        return Outcome(
+            plan, status, plan.dest, result.size, result.sha256, elapsed, verified.warnings, fetch.mirror
+        )

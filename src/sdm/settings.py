@@ -30,3 +30,9 @@ class Resolved:
     offline: bool = False
     previews: bool = False
     nsfw: bool = False
+    mirrors: str | None = None  # comma-separated base URLs or {sha256} templates
+    mirror_token: str | None = None
+    mirror_tokens: str | None = None  # MIRROR_URL=TOKEN,...
+    lock_lease: int = 60
+    host_id: str | None = None
+    hf_cdn_rewrite: str | None = None  # HOST=URL,...

@@ -30,6 +30,8 @@ class Entry:
     where: str  # file:line, for error messages
     sha256: str | None = None  # pinned by a manifest (sdm export); enforced with --frozen
     convert: bool = False
+    filename: str | None = None  # a manifest's (sdm export): lets --frozen plan without the hub
+    source: str | None = None  # a manifest's source URI
 
 
 FLAG_VALUES = {
@@ -104,6 +106,10 @@ def _sha(value: object, where: str) -> str | None:
     return text
 
 
+def _text(value: object) -> str | None:
+    return str(value) if isinstance(value, str) and value.strip() else None
+
+
 def read(path: Path, base: PullOptions) -> list[Entry]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -155,6 +161,8 @@ def _read_yaml(path: Path, text: str, base: PullOptions) -> list[Entry]:
                     where,
                     _sha(item.get("sha256"), where),
                     bool(item.get("convert")),
+                    _text(item.get("filename")),
+                    _text(item.get("source")),
                 )
             )
         else:

@@ -260,7 +260,8 @@ class Store:
         """Every recorded file by its sha256 (read once, then kept up to date by this object)."""
         if self._by_sha256 is None:
             self._by_sha256 = {i.record.sha256: i.path for i in self.files() if i.record}
-        return {sha: path for sha, path in self._by_sha256.items() if path.exists()}
+        # A copy: parallel pulls add records (write_record) while another thread looks.
+        return {sha: path for sha, path in list(self._by_sha256.items()) if path.exists()}
 
     def partials(self) -> Iterator[Path]:
         """Partial files in the type folders; not through a folder that is a symlink, whose

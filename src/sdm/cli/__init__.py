@@ -36,6 +36,7 @@ COMMANDS = {
     "identify": "hub_cmds",
     "outdated": "hub_cmds",
     "update": "hub_cmds",
+    "mirror": "mirror_cmds",
 }
 # Global options that take a value (before the command).
 _VALUE_OPTIONS = {"--home"}

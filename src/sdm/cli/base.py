@@ -32,6 +32,7 @@ class _Ordered(TyperGroup):
         "du",
         "clean",
         "export",
+        "mirror",
         "catalog",
         "config",
     )

@@ -50,13 +50,14 @@ def request(
     stream: bool = False,
     auth_error: AuthMessage | None = None,
     what: str = "the server",
+    attempts: int = ATTEMPTS,
 ) -> httpx.Response:
     """One request with retries on connection errors, 429 and 5xx; errors mapped.
 
     The waits a server asks for (Retry-After, RateLimit) add up to TOTAL_WAIT at
     most: past that, one clear line instead of minutes of silence."""
     waited = 0.0
-    for attempt in range(ATTEMPTS):
+    for attempt in range(attempts):
         try:
             response = send(client, method, url, creds, headers, follow=follow, stream=stream)
         except Exception as exc:
@@ -67,7 +68,7 @@ def request(
             untrusted = untrusted_certificate(exc, url)
             if untrusted is not None:
                 raise untrusted from None
-            if not _transient(exc) or attempt == ATTEMPTS - 1:
+            if not _transient(exc) or attempt == attempts - 1:
                 raise NetworkError(
                     f"cannot reach {what}: {str(exc).splitlines()[0] or exc!r}",
                     hint="check the network, then run the same command",
@@ -75,7 +76,7 @@ def request(
             time.sleep(retry_delay(attempt))
             continue
         status = response.status_code
-        if status in RETRY_STATUSES and attempt < ATTEMPTS - 1:
+        if status in RETRY_STATUSES and attempt < attempts - 1:
             delay = retry_delay(attempt, response.headers)
             response.close()
             if waited + delay > TOTAL_WAIT:
@@ -138,6 +139,7 @@ def probe(
     what: str,
     auth_error: AuthMessage | None = None,
     sha256: str | None = None,
+    attempts: int = ATTEMPTS,
 ) -> Location:
     """Find the final URL, size, ETag and Range support with a one-byte ranged GET.
 
@@ -152,6 +154,7 @@ def probe(
         stream=True,
         auth_error=auth_error,
         what=what,
+        attempts=attempts,
     )
     try:
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()

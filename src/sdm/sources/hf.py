@@ -10,7 +10,9 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from sdm.download.http import Credentials, error_message, netloc
 from sdm.download.location import Location, Locator
-from sdm.errors import AuthRequired, BadInput
+from sdm.errors import AuthRequired, BadInput, NotFound, RemoteError
+from sdm.mirrors import pairs
+from sdm.mirrors import rewrite as rewrite_url
 from sdm.sources.base import BaseSource, Context, Ref, Remote, Want
 from sdm.sources.common import AuthMessage, probe, request
 
@@ -58,7 +60,13 @@ def _auth_error(endpoint: str, repo: str, has_token: bool) -> AuthMessage:
 
 
 def locator(
-    endpoint: str, repo: str, revision: str, path: str, creds: Credentials, repo_type: str = "model"
+    endpoint: str,
+    repo: str,
+    revision: str,
+    path: str,
+    creds: Credentials,
+    repo_type: str = "model",
+    rewrite: Mapping[str, str] | None = None,
 ) -> Locator:
     url = resolve_url(endpoint, repo, revision, path, repo_type)
     what = f"Hugging Face ({repo}/{path})"
@@ -66,7 +74,12 @@ def locator(
 
     def locate(client: httpx.Client) -> Location:
         # HEAD without following the CDN redirect: the LFS metadata is on this answer.
-        response = request(client, "HEAD", url, creds, follow=False, what=what, auth_error=auth_error)
+        try:
+            response = request(client, "HEAD", url, creds, follow=False, what=what, auth_error=auth_error)
+        except (NotFound, RemoteError):
+            # Some pull-through caches (Artifactory, Nexus, Pulp) answer HEAD otherwise than
+            # GET (405, or 404 until cached): the GET probe decides; hashes come from the catalog.
+            return probe(client, url, creds, what=what, auth_error=auth_error)
         hops = 0
         while response.is_redirect and hops < 5:
             target = urljoin(str(response.url), response.headers.get("location", ""))
@@ -82,6 +95,8 @@ def locator(
             if response.is_redirect
             else str(response.url)
         )
+        # A cache that proxies the CDN or Xet's cas-bridge host under its own URL (hf_cdn_rewrite).
+        target = rewrite_url(target, rewrite or {})
         location = probe(client, target, creds, what=what, sha256=sha256, auth_error=auth_error)
         linked = response.headers.get("x-linked-size")
         if linked and linked.isdigit() and location.size is None:
@@ -163,7 +178,13 @@ class HuggingFace(BaseSource):
             uri=ref.uri,
             filename=ref.path.rsplit("/", 1)[-1],
             locator=locator(
-                ctx.settings.hf_endpoint, ref.repo, ref.revision, ref.path, ctx.creds, ref.repo_type
+                ctx.settings.hf_endpoint,
+                ref.repo,
+                ref.revision,
+                ref.path,
+                ctx.creds,
+                ref.repo_type,
+                pairs(ctx.settings.hf_cdn_rewrite),
             ),
             format=fmt,
             precision=precision,
