@@ -127,6 +127,7 @@ def pull(
     (a FLUX transformer: its VAE and text encoders) brings them along unless
     companions is False or the list is frozen (a manifest names every file).
     """
+    from sdm import activity
     from sdm.catalog.load import load
     from sdm.download.http import Credentials, make_client
     from sdm.plan import Planner, PullOptions, dedupe, pin, plan_one
@@ -155,6 +156,8 @@ def pull(
     entries = [single(s, options) for s in specs]
     if file is not None:
         entries += read(file, options)
+    if not entries and file is not None:
+        raise BadInput(f"{file} lists no models", hint="one spec per line, e.g. dreamshaper --fp16")
     if not entries:
         raise BadInput("nothing to pull: give an id or URL, or -f FILE", hint="find ids with: sdm search")
     current = _settings(settings)
@@ -162,10 +165,14 @@ def pull(
     creds = Credentials.for_endpoints(all_tokens(current))
     tuning = Tuning.from_settings(current, connections, parallel)
     report = reporter or SilentReporter()
-    with make_client(tuning.stall_timeout) as client:
+    listener = getattr(report, "activity", None)  # optional: waits before any file has started
+    with make_client(tuning.stall_timeout) as client, activity.listening(listener):
+        if listener is not None:
+            activity.trace_requests(client)
         planner = Planner(load(), store, Context(current, creds), client, options)
         plans = []
         for entry in entries:
+            activity.note(f"resolving {entry.spec}")
             plan = plan_one(planner, entry.spec, entry.options, convert or entry.convert)
             plans.append(pin(plan, entry.sha256, entry.where) if frozen else plan)
             if companions and not frozen:
@@ -173,6 +180,7 @@ def pull(
         plans = dedupe(plans)
         if dry_run:
             return PullReport(plans, dry_run=True)
+        activity.note("checking what is already in the store")
         failures = locate_all(store, plans, client, force)
         todo = [p for p in plans if all(p is not f for f, _ in failures)]
         check_space(store, [p for p in todo if p.fetch.location is not None])

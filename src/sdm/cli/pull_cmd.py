@@ -1,5 +1,6 @@
 """sdm pull: parse options, plan, check space, transfer, report."""
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -7,11 +8,12 @@ import typer
 
 from sdm.cli.base import app, settings
 from sdm.cli.output import (
+    INTERRUPTED,
     echo,
     handle_errors,
     human_size,
     print_json,
-    stdout_is_tty,
+    stderr_is_tty,
     warn,
 )
 from sdm.errors import BadInput
@@ -133,6 +135,15 @@ def pull(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
+    progress: Annotated[
+        str | None,
+        typer.Option(
+            "--progress",
+            help="How progress shows on stderr: auto (bars on a terminal, lines otherwise), bars, "
+            "lines, json (one event per line, for programs) or none. Default: $SDM_PROGRESS or auto.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Download models, verified, into the store (resumable; safe to re-run)."""
     from sdm import api
@@ -143,7 +154,7 @@ def pull(
     if len(precisions) > 1 or (pruned and full):
         raise BadInput("choose one of --fp16/--fp32/--bf16/--fp8 and one of --pruned/--full")
     model_type = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
-    reporter = None if dry_run else _reporter(quiet, as_json)
+    reporter = None if dry_run else _reporter(quiet, as_json, progress)
     try:
         report = api.pull(
             specs or [],
@@ -167,9 +178,17 @@ def pull(
             warn=warn,
             settings=settings(),
         )
-    finally:
+    except KeyboardInterrupt:
+        began = reporter.interrupted() if reporter is not None else False
+        kept = "; the partial file is kept: run the same command to resume" if began else ""
+        sys.stderr.write(f"\nsdm: {INTERRUPTED}{kept}\n")
+        raise typer.Exit(130) from None
+    except BaseException:
         if reporter is not None:
-            reporter.close()
+            reporter.interrupted()
+        raise
+    if reporter is not None:
+        reporter.close()
     if report.dry_run:
         _print_plan(report.plans, as_json)
         return
@@ -195,12 +214,25 @@ def _load_hints(plans: list["Plan"], outcomes: list["Outcome"]) -> list[str]:
     return lines
 
 
-def _reporter(quiet: bool, as_json: bool) -> "LineReporter":
-    from sdm.cli.progress import LineReporter, RichReporter
+PROGRESS_MODES = ("auto", "bars", "lines", "json", "none")
 
-    if stdout_is_tty() and not quiet and not as_json:
-        return RichReporter()
-    return LineReporter(quiet=quiet, as_json=as_json)
+
+def _reporter(quiet: bool, as_json: bool, mode: str | None) -> "LineReporter":
+    """Bars when stderr is a terminal, lines when it is not, JSON events on request."""
+    import os
+
+    from sdm.cli.progress import JsonReporter, LineReporter, RichReporter
+
+    mode = (mode or os.environ.get("SDM_PROGRESS") or "auto").strip().lower()
+    if mode not in PROGRESS_MODES:
+        raise BadInput(f"unknown progress mode '{mode}' (choose from: {', '.join(PROGRESS_MODES)})")
+    if mode == "json":
+        return JsonReporter(quiet=quiet, as_json=as_json)
+    if quiet or mode == "none":
+        return LineReporter(quiet=True, as_json=as_json)
+    if mode == "bars" or (mode == "auto" and stderr_is_tty()):
+        return RichReporter(as_json=as_json)
+    return LineReporter(as_json=as_json)
 
 
 def _print_plan(plans: list["Plan"], as_json: bool) -> None:

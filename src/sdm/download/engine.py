@@ -163,7 +163,11 @@ class _Job:
             if kept:
                 t.on_status(f"resuming: {kept} of {loc.size} bytes already on disk")
         else:
-            if state is not None or t.partial.exists():
+            if (state is not None or t.partial.exists()) and not loc.ranges:
+                t.on_status(
+                    "the server cannot resume downloads (no Range support): starting from the beginning"
+                )
+            elif state is not None or t.partial.exists():
                 t.on_status("discarding a partial file that does not match the remote file")
             t.partial.unlink(missing_ok=True)
             self.done = RangeSet()
@@ -199,7 +203,9 @@ class _Job:
                         f"cannot reach the server: {_describe(exc)}",
                         hint="check the network, then run the same command",
                     ) from None
-                time.sleep(retry_delay(attempt))
+                delay = retry_delay(attempt)
+                self.t.on_status(f"retry {attempt + 1}/{self.t.retries} in {delay:.1f} s: {_describe(exc)}")
+                time.sleep(delay)
                 attempt += 1
 
     # --- the transfer -----------------------------------------------------
@@ -346,7 +352,9 @@ class _Job:
                     ) from None
                 if exc.refresh:
                     self._refresh_location(conns.client())
-                self._sleep(retry_delay(failures - 1, exc.headers))
+                delay = retry_delay(failures - 1, exc.headers)
+                self.t.on_status(f"retry {failures}/{self.t.retries} in {delay:.1f} s: {exc}")
+                self._sleep(delay)
 
     def _restart_stream(self, piece: _Piece) -> None:
         """A stream without ranges can only start again from byte 0."""

@@ -6,8 +6,9 @@ import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
+from sdm import activity
 from sdm.download.http import (
     RETRY_STATUSES,
     Credentials,
@@ -34,6 +35,35 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError)
 
 
+def _why(exc: BaseException) -> str:
+    """An exception as a few plain words: no '[Errno -3]', no Python quotes."""
+    import re
+
+    text = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+    return re.sub(r"^\[Errno -?\d+\]\s*", "", text).strip("'\" ")
+
+
+def _unreachable(exc: BaseException, client: httpx.Client, what: str, host: str) -> NetworkError:
+    """One line naming the host and what happened, and a hint at what to try."""
+    import httpx
+
+    where = what if what == host else f"{what} ({host})"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return NetworkError(
+            f"cannot connect to {where}: no answer within {client.timeout.connect:.0f} s",
+            hint="check the network; behind a proxy, set HTTPS_PROXY",
+        )
+    if isinstance(exc, httpx.ReadTimeout):
+        return NetworkError(
+            f"{where} accepted the connection but sent nothing for {client.timeout.read:.0f} s",
+            hint="the server may be overloaded: try again later, or wait longer with "
+            "sdm config set stall_timeout 120",
+        )
+    return NetworkError(
+        f"cannot reach {where}: {_why(exc)}", hint="check the network, then run the same command"
+    )
+
+
 def request(
     client: httpx.Client,
     method: str,
@@ -54,17 +84,23 @@ def request(
             untrusted = untrusted_certificate(exc, url)
             if untrusted is not None:
                 raise untrusted from None
-            if not _transient(exc) or attempt == ATTEMPTS - 1:
-                raise NetworkError(
-                    f"cannot reach {what}: {str(exc).splitlines()[0] or exc!r}",
-                    hint="check the network, then run the same command",
-                ) from None
-            time.sleep(retry_delay(attempt))
+            import httpx
+
+            host = urlsplit(url).netloc
+            # A server that stayed silent for the whole stall timeout will not answer
+            # the next attempt either: fail now, not after five more waits.
+            if not _transient(exc) or attempt == ATTEMPTS - 1 or isinstance(exc, httpx.TimeoutException):
+                raise _unreachable(exc, client, what, host) from None
+            delay = retry_delay(attempt)
+            activity.note(f"retry {attempt + 1}/{ATTEMPTS - 1} in {delay:.1f} s: {_why(exc)} ({host})")
+            time.sleep(delay)
             continue
         status = response.status_code
         if status in RETRY_STATUSES and attempt < ATTEMPTS - 1:
             delay = retry_delay(attempt, response.headers)
             response.close()
+            host = urlsplit(url).netloc
+            activity.note(f"retry {attempt + 1}/{ATTEMPTS - 1} in {delay:.1f} s: HTTP {status} from {host}")
             time.sleep(delay)
             continue
         if status in (401, 403):
