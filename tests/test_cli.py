@@ -34,6 +34,8 @@ COMMANDS = [
     ["config", "unset"],
     ["config", "list"],
     ["config", "path"],
+    ["config", "edit"],
+    ["config", "reset"],
 ]
 
 

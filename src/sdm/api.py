@@ -233,8 +233,16 @@ def verify(targets: Sequence[str] = (), settings: Settings | None = None) -> Ver
     from sdm.health import VerifyReport, partials
     from sdm.health import verify as run
 
-    checks = run(select(targets, settings), catalog())
-    return VerifyReport(checks, partials(open_store(settings)) if not targets else [])
+    items = select(targets, settings)
+    checks = run(items, catalog())
+    store = open_store(settings)
+    # The record says what the last check found: `sdm list` must not say "yes" for a file
+    # that just failed (same size and mtime, other bytes: bit rot, an in-place edit).
+    for item, check in zip(items, checks, strict=True):
+        if item.record is not None and item.record.verified != check.ok:
+            item.record.verified = check.ok
+            store.write_record(item.path, item.record)
+    return VerifyReport(checks, partials(store) if not targets else [])
 
 
 def remove(targets: Sequence[str], settings: Settings | None = None) -> list[Path]:

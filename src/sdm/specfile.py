@@ -106,9 +106,11 @@ def _sha(value: object, where: str) -> str | None:
 
 def read(path: Path, base: PullOptions) -> list[Entry]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows Notepad) is not a spec
     except OSError as exc:
         raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path} is not UTF-8 text (byte {exc.start})") from None
     if path.suffix.lower() in (".yaml", ".yml") or text.lstrip().startswith(("-", "models:")):
         return _read_yaml(path, text, base)
     entries = []
@@ -125,10 +127,14 @@ def read(path: Path, base: PullOptions) -> list[Entry]:
 def _read_yaml(path: Path, text: str, base: PullOptions) -> list[Entry]:
     import yaml
 
+    from sdm.text import yaml_error_line
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise BadInput(f"{path} is not valid YAML: {exc}") from None
+        raise BadInput(yaml_error_line(path, exc)) from None
+    if data is None:
+        return []  # an empty list: the caller says the file lists no models
     if isinstance(data, dict):
         data = data.get("models")
     if not isinstance(data, list):

@@ -81,14 +81,6 @@ def first_words(body: bytes, limit: int = 160) -> str:
     return line[:limit]
 
 
-def yaml_problem(exc: BaseException) -> str:
-    """'line 3, column 5: mapping values are not allowed here' from a PyYAML error."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    return f"{where}{' '.join(str(problem).split())}"
-
-
 def yaml_error_line(path: object, exc: BaseException) -> str:
     """'FILE:LINE: message', the form compilers use, for a YAML error in a file."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)

@@ -50,6 +50,7 @@ class _Ordered(TyperGroup):
         argv = hoist_globals(list(sys.argv[1:] if args is None else args))
         extra["standalone_mode"] = False
         exc_mod = _click_exceptions()
+        aborts = (KeyboardInterrupt, EOFError, typer.Abort, getattr(exc_mod, "Abort", typer.Abort))
         try:
             code = super().main(argv, *rest, **extra)
         except exc_mod.UsageError as exc:
@@ -59,7 +60,7 @@ class _Ordered(TyperGroup):
 
             error(_lower(exc.format_message()))
             sys.exit(exc.exit_code)
-        except (KeyboardInterrupt, typer.Abort, exc_mod.Abort, EOFError):
+        except aborts:
             sys.stderr.write("sdm: interrupted\n")
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)

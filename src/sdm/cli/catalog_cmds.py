@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sdm.cli import complete
 from sdm.cli.base import app
 from sdm.cli.output import echo, handle_errors, human_size, print_json, print_table
 from sdm.errors import BadInput
@@ -23,6 +24,7 @@ TypeOpt = Annotated[
         "-t",
         help="checkpoint, lora, embedding, hypernetwork or vae (repeatable).",
         show_default=False,
+        autocompletion=complete.types,
     ),
 ]
 BaseOpt = Annotated[
@@ -32,6 +34,7 @@ BaseOpt = Annotated[
         "-b",
         help="Base family: sd15, sd2, sdxl, pony, flux1, ... (repeatable).",
         show_default=False,
+        autocompletion=complete.bases,
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -90,7 +93,9 @@ def search(
 @app.command(epilog="Examples:\n\n  sdm info dreamshaper\n\n  sdm info sd15 --json")
 @handle_errors
 def info(
-    model_id: Annotated[str, typer.Argument(metavar="ID", help="Model id or alias.")],
+    model_id: Annotated[
+        str, typer.Argument(metavar="ID", help="Model id or alias.", autocompletion=complete.catalog_ids)
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Show everything the catalog knows about a model: variants, sources, usage hints."""

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import typer
@@ -118,6 +119,30 @@ def error(message: str, hint: str | None = None) -> None:
 
 
 INTERRUPTED = "interrupted"
+
+
+def model_files(paths: Sequence[Path], what: str) -> list[Path]:
+    """Files as given, and a folder as the model files in it (recursively); a missing one fails."""
+    from sdm.errors import BadInput
+    from sdm.vocab import EXTENSION_FORMATS
+
+    found: list[Path] = []
+    missing = []
+    for path in paths:
+        if path.is_dir():
+            inside = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix[1:].lower() in EXTENSION_FORMATS
+            )
+            if not inside:
+                raise BadInput(f"{path} is a folder with no model files to {what}")
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            missing.append(str(path))
+    if missing:
+        raise BadInput(f"no such file: {', '.join(missing)}")
+    return found
 
 
 def fail(error_: SdmError) -> typer.Exit:

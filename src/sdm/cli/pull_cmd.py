@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sdm.cli import complete
 from sdm.cli.base import app, settings
 from sdm.cli.output import (
     INTERRUPTED,
@@ -50,6 +51,7 @@ def pull(
             metavar="[ID|URL]...",
             help="Catalog ids or aliases, hf:// or civitai:// specs, URLs.",
             show_default=False,
+            autocompletion=complete.catalog_ids,
         ),
     ] = None,
     file: Annotated[
@@ -80,7 +82,13 @@ def pull(
     ] = None,
     type_: Annotated[
         str | None,
-        typer.Option("--type", "-t", help="Model type, needed for plain URLs.", show_default=False),
+        typer.Option(
+            "--type",
+            "-t",
+            help="Model type, needed for plain URLs.",
+            show_default=False,
+            autocompletion=complete.types,
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; download nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Download again, replacing what is there.")] = False,
