@@ -42,6 +42,16 @@ class Screen:
         return ANSI.sub("", self.raw)
 
 
+def _own_terminal() -> None:
+    """In the child: a new session whose controlling terminal is the pty, so that
+    Ctrl-C typed on it reaches sdm as SIGINT, as in a shell."""
+    import fcntl
+    import termios
+
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def run_in_pty(
     *args: str,
     env: dict[str, str] | None = None,
@@ -67,7 +77,7 @@ def run_in_pty(
         stdout=out,
         stderr=slave,
         env=full_env,
-        start_new_session=True,  # the terminal becomes the child's controlling terminal
+        preexec_fn=_own_terminal,
         close_fds=True,
     )
     os.close(slave)

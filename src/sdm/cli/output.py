@@ -81,6 +81,7 @@ def print_table(
     from sdm.text import clean
 
     rows = [[clean(cell) for cell in row] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
     if stdout_is_tty():
         from rich.console import Console
         from rich.table import Table
@@ -94,9 +95,14 @@ def print_table(
                 table.add_column(column, overflow="fold")
         for row in rows:
             table.add_row(*(Text(cell) for cell in row))
-        Console().print(table, crop=False)
+        console = Console()
+        natural = sum(widths) + 2 * (len(columns) - 1)
+        if nowrap and natural > console.width:
+            # Wider than the terminal: let the terminal fold the line rather than rich
+            # cut a path (a path must stay whole to be copied).
+            console = Console(width=natural)
+        console.print(table, crop=False)
         return
-    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
     if title:
         echo(title)
     for row in [list(columns), *rows] if header else rows:
