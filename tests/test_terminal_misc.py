@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -208,9 +207,10 @@ def test_completion_never_imports_httpx():
     assert "httpx" not in imported and "rich" not in imported
 
 
-def test_json_pull_lines_stay_parseable(sdm, hub, catalog):
-    data = sd15_like(6)
-    hub.add_hf("org/p", "p.safetensors", data)
-    catalog(hf_model("pp", "org/p", "p.safetensors", data))
-    result = sdm("pull", "pp", "--json")
-    assert [json.loads(line)["status"] for line in result.out.splitlines()] == ["downloaded"]
+def test_info_says_type_kind_and_base_apart(sdm):
+    lines = sdm("info", "flux1-dev").out.splitlines()
+    facts = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in lines[3:8] if line.strip()}
+    assert facts["type"] == "diffusion_model: a diffusion model (UNet/transformer only)"
+    assert facts["kind"] == "a base model, as released" and facts["base"] == "flux1"
+    vae = sdm("info", "sdxl-vae").out
+    assert "kind" not in vae and "a base model" not in vae
