@@ -237,3 +237,34 @@ def test_same_bytes_in_the_store_are_linked_not_present(sdm, hub, catalog):
     result = sdm("pull", "two")
     assert result.code == 0, result
     assert result.out.startswith("linked: two:v -> ")
+
+
+def test_a_spinner_says_what_a_pull_waits_for_on_a_terminal():
+    silent = SilentServer()
+    try:
+        screen = run_in_pty(
+            "pull", f"{silent.url}/files/x.safetensors", "--type", "lora", env={"SDM_STALL_TIMEOUT": "2"}
+        )
+    finally:
+        silent.close()
+    host = silent.url.removeprefix("http://")
+    assert screen.code == 1
+    assert re.search(rf"[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] waiting for {re.escape(host)} to answer", screen.text)
+    assert f"sdm: error: {host} accepted the connection but sent nothing for 2 s" in screen.text
+    last = screen.text.rsplit("sdm: error:", 1)[1]
+    assert "waiting for" not in last  # the spinner is gone once the wait is over
+
+
+def test_an_unreachable_host_says_each_retry_then_names_the_host(sdm, monkeypatch):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on: connection refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr("sdm.download.http.BACKOFF_BASE", 0.02)
+    result = sdm("pull", f"http://127.0.0.1:{port}/x.safetensors", "--type", "lora")
+    assert result.code == 1
+    retries = [line for line in result.err.splitlines() if line.startswith("retry ")]
+    assert len(retries) == 4 and retries[0].startswith("retry 1/4 in ")
+    assert f"(127.0.0.1:{port})" in retries[0]
+    assert f"sdm: error: cannot reach 127.0.0.1:{port}: " in result.err

@@ -426,6 +426,8 @@ class RichReporter(LineReporter):
 
     def interrupted(self) -> bool:
         began = super().interrupted()
+        for key in list(self.spinners):
+            self._spin(key, None)  # a wait that ended in an error is no longer going on
         self.live.stop()
         return began
 

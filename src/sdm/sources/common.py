@@ -47,7 +47,7 @@ def _unreachable(exc: BaseException, client: httpx.Client, what: str, host: str)
     """One line naming the host and what happened, and a hint at what to try."""
     import httpx
 
-    where = what if what == host else f"{what} ({host})"
+    where = host if what == host else f"{host} (for {what})"
     if isinstance(exc, httpx.ConnectTimeout):
         return NetworkError(
             f"cannot connect to {where}: no answer within {client.timeout.connect:.0f} s",
@@ -59,8 +59,13 @@ def _unreachable(exc: BaseException, client: httpx.Client, what: str, host: str)
             hint="the server may be overloaded: try again later, or wait longer with "
             "sdm config set stall_timeout 120",
         )
+    why = _why(exc)
+    offline = "name resolution" in why or "not known" in why or "nodename" in why
     return NetworkError(
-        f"cannot reach {where}: {_why(exc)}", hint="check the network, then run the same command"
+        f"cannot reach {where}: {why}",
+        hint="is this machine offline? check the network, then run the same command"
+        if offline
+        else "check the network, then run the same command",
     )
 
 
