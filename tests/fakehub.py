@@ -757,3 +757,34 @@ class FakeProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class SilentServer:
+    """Accepts connections and never says a word: a hung server, or a firewall that swallows."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[Any] = []
+        self.accepted = 0
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self.held.append(conn)  # kept open, never read, never answered
+
+    def close(self) -> None:
+        self.closed = True
+        for conn in self.held:
+            conn.close()
+        self.sock.close()

@@ -38,6 +38,8 @@ COMMANDS = [
     ["config", "unset"],
     ["config", "list"],
     ["config", "path"],
+    ["config", "edit"],
+    ["config", "reset"],
 ]
 
 

@@ -45,7 +45,7 @@ def test_a_live_holder_on_another_host_is_waited_for_and_never_robbed(hub, store
     out_second, err_second = second.communicate(timeout=120)
     assert first.returncode == 0, err_first
     assert second.returncode == 0, err_second
-    assert "waiting for sdm on alpha" in out_second, out_second
+    assert "waiting for sdm on alpha" in err_second, err_second  # status lines go to stderr
     assert "took over" not in out_second
     # Downloaded once: the second found it in place (plus at most its one-byte probe).
     assert hub.bytes_sent("slow.safetensors") <= len(data) + 2
@@ -65,8 +65,8 @@ def test_the_lock_of_a_crashed_host_is_taken_over_after_the_lease(hub, store):
     assert lock.exists()
     hosted.faults.rate = None
     second = start(store, "beta", lease=1)
-    out, err = second.communicate(timeout=120)
+    _, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
-    assert "took over the lock of sdm on alpha" in out, out
+    assert "took over the lock of sdm on alpha" in err, err  # status lines go to stderr
     assert (store / "checkpoints" / "slow.safetensors").read_bytes() == data
     assert not lock.exists()

@@ -164,7 +164,7 @@ def test_pull_links_a_file_the_store_already_has(sdm, hub, store, tmp_path, monk
     before = len(hub.requests)
     result = sdm("pull", "same", "--json")
     assert result.code == 0, result
-    assert json.loads(result.out)["status"] == "present"
+    assert json.loads(result.out)["status"] == "linked"  # the same bytes, a second name
     assert len(hub.requests) == before  # not even a metadata request
     assert os.path.samefile(
         store / "loras" / "same_lora.safetensors", store / "loras" / "my_copy.safetensors"

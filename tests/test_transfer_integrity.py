@@ -70,7 +70,8 @@ def test_a_server_ignoring_if_range_never_gets_old_and_new_bytes_joined(sdm, hub
     result = sdm("pull", plain(hub, "plain/cdn.safetensors"), "--type", "lora", "-c", "1")
     assert result.code == 0, result
     assert placed(store, "loras", "cdn.safetensors").read_bytes() == new
-    assert "ETag changed" in result.out and "starting over" in result.out
+    # Status lines go to stderr (docs/scripting.md); results stay on stdout.
+    assert "ETag changed" in result.err and "starting over" in result.err
 
 
 def test_content_alternating_under_one_etag_is_refused_not_spliced(sdm, hub, store, monkeypatch):
@@ -79,7 +80,7 @@ def test_content_alternating_under_one_etag_is_refused_not_spliced(sdm, hub, sto
     hosted.alt = big_safetensors(4, seed=8)
     result = sdm("pull", plain(hub, "plain/flip.safetensors"), "--type", "lora", "-c", "4")
     assert result.code == 1, result
-    assert "keeps changing" in result.err and "Last-Modified" in result.out
+    assert "keeps changing" in result.err and "Last-Modified" in result.err
     assert nothing_placed(store, "loras", "flip.safetensors")
 
 
@@ -230,7 +231,7 @@ def test_a_retry_after_wait_is_announced(sdm, hub, store):
     hub.add_hf("o/r", "soon.safetensors", data, status=503, status_times=1, retry_after="1", status_after=1)
     result = sdm("pull", "hf://o/r/soon.safetensors", "--type", "checkpoint")
     assert result.code == 0, result
-    assert "waiting 1 s" in result.out
+    assert "waiting 1 s" in result.err
     assert placed(store, "checkpoints", "soon.safetensors").read_bytes() == data
 
 

@@ -161,7 +161,7 @@ def pull(
     With previews (default: the `previews` setting), each placed file gets its
     hub's preview image beside it as NAME.preview.png; a missing one is a warning.
     """
-    from sdm import mirrors
+    from sdm import activity, mirrors
     from sdm.catalog.load import load
     from sdm.download.http import Credentials
     from sdm.offline import hub_client
@@ -191,6 +191,8 @@ def pull(
     entries = [single(s, options) for s in specs]
     if file is not None:
         entries += read(file, options)
+    if not entries and file is not None:
+        raise BadInput(f"{file} lists no models", hint="one spec per line, e.g. dreamshaper --fp16")
     if not entries:
         raise BadInput("nothing to pull: give an id or URL, or -f FILE", hint="find ids with: sdm search")
     current = _settings(settings)
@@ -205,10 +207,14 @@ def pull(
     report = reporter or SilentReporter()
     # Content mirrors are never trusted, so never used when the hash is not checked.
     fleet = None if no_verify_hash else mirrors.for_run(current, creds)
-    with hub_client(current, tuning.stall_timeout) as client:
+    listener = getattr(report, "activity", None)  # optional: waits before any file has started
+    with hub_client(current, tuning.stall_timeout) as client, activity.listening(listener):
+        if listener is not None:
+            activity.trace_requests(client)
         planner = Planner(load(), store, Context(current, creds), client, options)
         plans = []
         for entry in entries:
+            activity.note(f"resolving {entry.spec}")
             pinned = mirrors.pinned_plan(planner, entry) if frozen and fleet and not convert else None
             if pinned is not None:
                 plans.append(pinned)
@@ -223,6 +229,7 @@ def pull(
                 fleet.attach(plan)
         if dry_run:
             return PullReport(plans, dry_run=True)
+        activity.note("checking what is already in the store")
         failures = locate_all(store, plans, client, force)
         todo = [p for p in plans if all(p is not f for f, _ in failures)]
         check_space(store, [p for p in todo if p.fetch.location is not None])

@@ -257,10 +257,13 @@ def default_models_dir() -> Path:
     return Path(user_data_dir(APP_NAME, appauthor=False)) / "models"
 
 
+REPAIR_HINT = "repair it with: sdm config edit, or start over with: sdm config reset"
+
+
 def read_file(path: Path | None = None) -> dict[str, Any]:
     path = path or config_path()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from Windows editors is not content
     except FileNotFoundError:
         return {}
     except OSError as exc:
@@ -270,16 +273,42 @@ def read_file(path: Path | None = None) -> dict[str, Any]:
     import yaml
 
     from sdm import yamlsafe
+    from sdm.text import yaml_error_line
 
     try:
         data = yamlsafe.load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        raise ConfigError(yaml_error_line(path, exc), hint=REPAIR_HINT) from None
     except yamlsafe.YAMLTooLarge as exc:
-        raise ConfigError(f"config file {path}: {exc}") from None
+        raise ConfigError(f"config file {path}: {exc}", hint=REPAIR_HINT) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must be a mapping of key: value")
+        raise ConfigError(f"{path}: expected lines of 'key: value'", hint=REPAIR_HINT)
     return data
+
+
+def salvage(path: Path | None = None) -> tuple[dict[str, Any], str | None]:
+    """The config file's data, or, when it is broken, the lines of it that still read as
+    `key: value` and what is wrong: so `sdm config set/unset` can repair the file."""
+    try:
+        return read_file(path), None
+    except ConfigError as exc:
+        problem = exc.message
+    import yaml
+
+    data: dict[str, Any] = {}
+    try:
+        lines = (path or config_path()).read_text(encoding="utf-8-sig", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        if re.match(r"^[A-Za-z_][A-Za-z0-9_]*\s*:", line):
+            try:
+                item = yaml.safe_load(line)
+            except yaml.YAMLError:
+                continue
+            if isinstance(item, dict):
+                data.update(item)
+    return data, problem
 
 
 def write_file(data: Mapping[str, Any], path: Path | None = None) -> None:
@@ -302,7 +331,32 @@ def parse_value(key: Key, raw: Any, origin: str) -> Any:
     try:
         return key.parse(raw)
     except ValueError as exc:
-        raise ConfigError(f"{key.name} from {origin}: {exc} (got {raw!r})") from None
+        from sdm.text import clean
+
+        shown = "(hidden)" if key.secret else clean(str(raw))
+        hint = (
+            f"fix it with: sdm config set {key.name} VALUE, or sdm config unset {key.name}"
+            if origin == str(config_path())
+            else None
+        )
+        where = "" if origin == "the command line" else f"{origin}: "
+        raise ConfigError(f"{where}{key.name}: {exc}, got '{shown}'", hint=hint) from None
+
+
+_warned: set[str] = set()  # unknown keys warn once per process, however often settings are read
+
+
+def warn_unknown(data: Mapping[str, Any], path: Path) -> None:
+    import difflib
+    import sys
+
+    for name in data:
+        if name in KEYS or name in _warned:
+            continue
+        _warned.add(name)
+        close = difflib.get_close_matches(str(name), list(KEYS), n=1)
+        guess = f" (did you mean '{close[0]}'?)" if close else f" (keys: {', '.join(KEYS)})"
+        sys.stderr.write(f"sdm: warning: {path}: unknown key '{name}' is ignored{guess}\n")
 
 
 @dataclass(frozen=True)
@@ -323,6 +377,8 @@ class Settings:
         self._overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         self._environ = os.environ if environ is None else environ
         self._file = read_file() if file_data is None else dict(file_data)
+        if file_data is None:
+            warn_unknown(self._file, config_path())
 
     def setting(self, name: str) -> Setting:
         key = check_key(name)

@@ -154,7 +154,9 @@ class Planner:
             # whatever form the spec took.
             model, variant = found
             if opts.type and opts.type != model.type:
-                raise BadInput(f"'{raw}' is {model.id}, a {model.type} in the catalog, not a {opts.type}")
+                from sdm.text import a
+
+                raise BadInput(f"'{raw}' is {model.id}, {a(model.type)} in the catalog, not {a(opts.type)}")
             return self._from_catalog(raw, model, variant, ["named by its URL"])
         if not opts.type and not getattr(source, "knows_types", False):
             raise BadInput(f"'{raw}' is not in the catalog: say what it is with --type", hint=TYPE_HINT)

@@ -216,9 +216,12 @@ def check_space(store: Store, plans: Sequence[Plan]) -> None:
     store.root.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(store.root).free
     if needed + DISK_MARGIN > free:
+        from sdm.text import size as fmt
+
         raise DiskFull(
-            f"not enough disk space in {store.root}: the pull needs {needed} bytes "
-            f"(+{DISK_MARGIN} spare), {free} are free"
+            f"not enough disk space in {store.root}: the pull needs {fmt(needed)} "
+            f"(+{fmt(DISK_MARGIN)} spare), {fmt(free)} are free",
+            hint="free some space or point models_dir elsewhere (sdm config set models_dir DIR)",
         )
 
 
@@ -423,7 +426,7 @@ class Puller:
         size = plan.dest.stat().st_size
         self.store.write_record(plan.dest, record_for(plan, plan.fetch.source, size, sha))
         self.reporter.status(plan, f"same file as {source}: {how}, nothing downloaded")
-        return Outcome(plan, "present", plan.dest, size, sha, time.monotonic() - started)
+        return Outcome(plan, "linked", plan.dest, size, sha, time.monotonic() - started)
 
     def _convert(self, outcome: Outcome) -> Outcome:
         """fp16 safetensors from the pulled file, recorded as converted from its source."""

@@ -112,7 +112,7 @@ def _text(value: object) -> str | None:
 
 def read(path: Path, base: PullOptions) -> list[Entry]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows Notepad) is not a spec
     except OSError as exc:
         raise BadInput(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
@@ -134,13 +134,16 @@ def _read_yaml(path: Path, text: str, base: PullOptions) -> list[Entry]:
     import yaml
 
     from sdm import yamlsafe
+    from sdm.text import yaml_error_line
 
     try:
         data = yamlsafe.load(text)
     except yaml.YAMLError as exc:
-        raise BadInput(f"{path} is not valid YAML: {exc}") from None
+        raise BadInput(yaml_error_line(path, exc)) from None
     except yamlsafe.YAMLTooLarge as exc:
         raise BadInput(f"{path}: {exc}") from None
+    if data is None:
+        return []  # an empty list: the caller says the file lists no models
     if isinstance(data, dict):
         data = data.get("models")
     if not isinstance(data, list):

@@ -116,7 +116,9 @@ def verify_download(
     if found is not None:
         why = "; ".join(found.evidence)
         if found.type and found.type != expected.type:
-            raise VerificationFailed(f"{name} should be a {expected.type} but is a {found.type} ({why})")
+            from sdm.text import a
+
+            raise VerificationFailed(f"{name} should be {a(expected.type)} but is {a(found.type)} ({why})")
         if found.base and expected.base and base_family(expected.base) != base_family(found.base):
             warnings.append(f"{name} should be {expected.base} but looks like {found.base} ({why})")
     for who, sha in expected.hashes.items():

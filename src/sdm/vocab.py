@@ -32,7 +32,7 @@ Format = Literal["safetensors", "ckpt", "pt", "pth", "bin", "gguf"]
 Precision = Literal["fp16", "fp32", "bf16", "fp8"]
 Weights = Literal["pruned", "ema-only", "full"]
 # What happened to one file of a pull (the `status` field of `pull --json`).
-PullStatus = Literal["downloaded", "resumed", "present", "converted"]
+PullStatus = Literal["downloaded", "resumed", "present", "linked", "converted"]
 Verdict = Literal["safe", "unknown", "dangerous"]
 # Bases are open-ended: a base that sdm does not know (from Civitai or a user
 # catalog) is carried through and shown as it is, never rejected.

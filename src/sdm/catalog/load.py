@@ -60,9 +60,10 @@ class Problem:
     entry: str | None
     field: str | None
     message: str
+    line: int | None = None  # where a YAML error is: printed as FILE:LINE, as compilers do
 
     def __str__(self) -> str:
-        where = str(self.file)
+        where = str(self.file) + (f":{self.line}" if self.line else "")
         if self.entry:
             where += f": entry '{self.entry}'"
         if self.field:
@@ -100,7 +101,7 @@ def read_file(file: Path) -> tuple[list[Model], list[Problem]]:
     from sdm.catalog.schema import ModelEntry
 
     try:
-        data = yamlsafe.load(file.read_text(encoding="utf-8"))
+        data = yamlsafe.load(file.read_text(encoding="utf-8-sig"))
     except OSError as exc:
         return [], [Problem(file, None, None, f"cannot read: {exc.strerror}")]
     except UnicodeDecodeError as exc:
@@ -109,9 +110,9 @@ def read_file(file: Path) -> tuple[list[Model], list[Problem]]:
         return [], [Problem(file, None, None, str(exc))]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        return [], [Problem(file, None, None, f"not valid YAML{where}: {problem}")]
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        line = mark.line + 1 if mark is not None else None
+        return [], [Problem(file, None, None, f"not valid YAML: {problem}", line)]
     if data is None:
         return [], []
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):

@@ -97,7 +97,8 @@ def suggest(catalog: Catalog, name: str, limit: int = 3) -> list[str]:
     import difflib
 
     keys = list(catalog.models) + list(catalog.aliases)
-    close = difflib.get_close_matches(_norm(name), keys, n=limit * 2, cutoff=0.5)
+    # 0.7: a typo of an id (dreamshap), not any id sharing a few letters (nosuchmodel).
+    close = difflib.get_close_matches(_norm(name), keys, n=limit * 2, cutoff=0.7)
     found = [m.id for m in search(catalog, name)[:limit]] if not close else []
     ids: list[str] = []
     for key in close + found:

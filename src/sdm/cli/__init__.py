@@ -76,13 +76,17 @@ def _command_module(argv: list[str]) -> str | None:
 
 
 def main() -> None:
-    module = _command_module(sys.argv[1:])
-    app = load_commands([module] if module else None)
+    code: int | str | None = 0
     try:
+        module = _command_module(sys.argv[1:])
+        app = load_commands([module] if module else None)
         app()
-        code: int | str | None = 0
     except SystemExit as exc:
         code = exc.code
+    except KeyboardInterrupt:
+        # Ctrl-C while the modules load, before click's own handling: no traceback.
+        sys.stderr.write("sdm: interrupted\n")
+        code = 130
     if isinstance(code, str):
         print(code, file=sys.stderr)
         code = 1

@@ -1,7 +1,10 @@
 """The typer application, its global options and the shared settings."""
 
+import importlib
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -40,6 +43,84 @@ class _Ordered(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         names = super().list_commands(ctx)
         return sorted(names, key=lambda n: self.ORDER.index(n) if n in self.ORDER else 99)
+
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **extra: Any) -> Any:
+        """click's main, with every failure rendered as sdm renders its own.
+
+        click prints a three-line usage block for a typo and "Aborted!" for
+        Ctrl-C; sdm prints one `sdm: error:` line (and a hint) and exits 2,
+        or 130 for an interruption, with no traceback.
+        """
+        argv = hoist_globals(list(sys.argv[1:] if args is None else args))
+        extra["standalone_mode"] = False
+        exc_mod = _click_exceptions()
+        aborts = (KeyboardInterrupt, EOFError, typer.Abort, getattr(exc_mod, "Abort", typer.Abort))
+        try:
+            code = super().main(argv, *rest, **extra)
+        except exc_mod.UsageError as exc:
+            _usage_failure(exc)
+        except exc_mod.ClickException as exc:
+            from sdm.cli.output import error
+
+            error(_lower(exc.format_message()))
+            sys.exit(exc.exit_code)
+        except aborts:
+            sys.stderr.write("sdm: interrupted\n")
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_exceptions() -> Any:
+    """click's exceptions, wherever this typer keeps click (0.27+ carries its own copy)."""
+    try:
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:  # pragma: no cover - older typer
+        return importlib.import_module("click.exceptions")
+
+
+def _lower(text: str) -> str:
+    text = " ".join(text.split())
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
+
+
+def _usage_failure(exc: Any) -> NoReturn:
+    from sdm.cli.output import error
+
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "sdm"
+    error(_lower(exc.format_message()).rstrip("."), f"see: {where} --help")
+    sys.exit(2)
+
+
+# Global options, accepted after the command too (`sdm list --home X`), as
+# people type them; click only knows them before it.
+_GLOBAL_VALUE = ("--home",)
+_GLOBAL_FLAGS = ("--debug",)
+
+
+def hoist_globals(argv: list[str]) -> list[str]:
+    """Move global options that follow the command to the front (up to a `--`)."""
+    front: list[str] = []
+    rest: list[str] = []
+    seen_command = False
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest += argv[i:]
+            break
+        if seen_command and arg in _GLOBAL_VALUE and i + 1 < len(argv):
+            front += argv[i : i + 2]
+            i += 2
+            continue
+        if seen_command and (arg in _GLOBAL_FLAGS or arg.split("=", 1)[0] in _GLOBAL_VALUE):
+            front.append(arg)
+        else:
+            if not arg.startswith("-") and not (rest and rest[-1] in _GLOBAL_VALUE):
+                seen_command = True
+            rest.append(arg)
+        i += 1
+    return front + rest
 
 
 app = typer.Typer(

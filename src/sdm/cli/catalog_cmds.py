@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sdm.cli import complete
 from sdm.cli.base import app
 from sdm.cli.output import echo, handle_errors, human_size, print_json, print_table
 from sdm.errors import BadInput
@@ -22,6 +23,7 @@ TypeOpt = Annotated[
         "-t",
         help="checkpoint, lora, embedding, hypernetwork or vae (repeatable).",
         show_default=False,
+        autocompletion=complete.types,
     ),
 ]
 BaseOpt = Annotated[
@@ -31,6 +33,7 @@ BaseOpt = Annotated[
         "-b",
         help="Base family: sd15, sd2, sdxl, pony, flux1, ... (repeatable).",
         show_default=False,
+        autocompletion=complete.bases,
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -159,7 +162,9 @@ def info(
     model_id: Annotated[
         str,
         typer.Argument(
-            metavar="ID", help="Model id or alias; or civitai://VERSION, a Civitai URL, hf://ORG/REPO[/PATH]."
+            metavar="ID",
+            help="Model id or alias; or civitai://VERSION, a Civitai URL, hf://ORG/REPO[/PATH].",
+            autocompletion=complete.catalog_ids,
         ),
     ],
     as_json: JsonOpt = False,
@@ -234,15 +239,33 @@ def _requires_rows(model: "Model", catalog: "Catalog") -> list[list[str]]:
     return rows
 
 
+def _type_words(model_type: str) -> str:
+    """'diffusion_model: a diffusion model (UNet/transformer only)'; 'checkpoint' alone."""
+    from sdm.vocab import TYPES
+
+    info = TYPES.get(model_type)
+    noun = info.noun.split(" ", 1)[-1] if info else model_type
+    return (
+        model_type
+        if noun.lower() == model_type.replace("_", " ")
+        else f"{model_type}: {info.noun if info else ''}"
+    )
+
+
 def _render_info(model: "Model", catalog: "Catalog") -> None:
     facts = [
         ("id", model.id + (f"  (aliases: {', '.join(model.aliases)})" if model.aliases else "")),
-        ("type", f"{model.type} ({'a base model' if model.kind == 'base' else 'a fine-tune'})"),
+        # "base" names the family; whether this is a base model or a fine-tune is its kind,
+        # said in words so the two never read as "base, base flux1".
+        ("type", _type_words(model.type)),
         ("base", model.base),
         ("tags", ", ".join(model.tags)),
         ("license", model.license or "see homepage"),
         ("homepage", model.homepage or "-"),
     ]
+    if model.type in ("checkpoint", "diffusion_model"):  # a VAE or LoRA is neither
+        kind = "a base model, as released" if model.kind == "base" else f"a fine-tune of {model.base}"
+        facts.insert(2, ("kind", kind))
     if model.nsfw:
         facts.append(("nsfw", "yes: may produce explicit images"))
     if model.gated:

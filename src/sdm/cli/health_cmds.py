@@ -5,9 +5,19 @@ from typing import Annotated
 
 import typer
 
+from sdm.cli import complete
 from sdm.cli.base import app, settings
 from sdm.cli.catalog_cmds import JsonOpt
-from sdm.cli.output import echo, handle_errors, human_size, print_json, print_table, stdin_is_tty
+from sdm.cli.output import (
+    echo,
+    error,
+    handle_errors,
+    human_size,
+    model_files,
+    print_json,
+    print_table,
+    stdin_is_tty,
+)
 from sdm.errors import BadInput, SdmError
 
 
@@ -17,7 +27,10 @@ from sdm.errors import BadInput, SdmError
 )
 @handle_errors
 def probe(
-    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Files to classify.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(metavar="FILE...", help="Files to classify (a folder: the model files in it)."),
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Say what a model file is (type, base, precision, EMA, hashes) from its header alone."""
@@ -25,14 +38,12 @@ def probe(
     from sdm.jsonout import probe_json
 
     results, failed = [], False
-    for file in files:
-        if not file.is_file():
-            raise BadInput(f"no such file: {file}")
+    for file in model_files(files, "probe"):
         try:
             results.append(api.probe(file))
         except SdmError as exc:
             failed = True
-            typer.echo(f"sdm: error: {exc.message}", err=True)
+            error(exc.message, exc.hint)
     if as_json:
         print_json([probe_json(r) for r in results])
     else:
@@ -64,7 +75,10 @@ def verify(
     targets: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="[ID|PATH]...", help="What to check; nothing means every file.", show_default=False
+            metavar="[ID|PATH]...",
+            help="What to check; nothing means every file.",
+            show_default=False,
+            autocompletion=complete.installed,
         ),
     ] = None,
     as_json: JsonOpt = False,
@@ -113,7 +127,12 @@ def clean(
 @handle_errors
 def remove(
     targets: Annotated[
-        list[str], typer.Argument(metavar="ID|NAME|PATH...", help="Model ids, file names or paths.")
+        list[str],
+        typer.Argument(
+            metavar="ID|NAME|PATH...",
+            help="Model ids, file names or paths.",
+            autocompletion=complete.installed,
+        ),
     ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:

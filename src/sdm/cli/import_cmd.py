@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from sdm.cli import complete
 from sdm.cli.base import app, settings
 from sdm.cli.catalog_cmds import JsonOpt, check_choices
 from sdm.cli.output import echo, handle_errors, print_json
@@ -26,7 +27,10 @@ def import_(
         bool, typer.Option("--link", help="Symlink them (the store points at the originals).")
     ] = False,
     type_: Annotated[
-        str | None, typer.Option("--type", "-t", help="Force the type.", show_default=False)
+        str | None,
+        typer.Option(
+            "--type", "-t", help="Force the type.", show_default=False, autocompletion=complete.types
+        ),
     ] = None,
     allow_unsafe: Annotated[
         bool,
@@ -94,7 +98,11 @@ def link(
     ui_dir: Annotated[Path, typer.Argument(metavar="UI_DIR", help="The UI's install folder.")],
     layout: Annotated[
         str | None,
-        typer.Option("--layout", help="a1111, forge, comfyui or invokeai (not needed with --mode config)."),
+        typer.Option(
+            "--layout",
+            help="a1111, forge, comfyui or invokeai (not needed with --mode config).",
+            autocompletion=complete.layouts,
+        ),
     ] = None,
     mode: Annotated[
         str,

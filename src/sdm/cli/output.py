@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import typer
@@ -49,14 +50,19 @@ def print_json_line(data: Any) -> None:
 
 
 def human_size(size: int | None) -> str:
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
+    """Decimal units (kB, MB, GB) everywhere: tables, bars, errors (sdm.text.size)."""
+    from sdm.text import size as fmt
+
+    return "?" if size is None else fmt(size)
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def note(text: str) -> None:
+    """A status line for people: stderr, never mixed into results or JSON on stdout."""
+    sys.stderr.write(f"sdm: {text}\n")
 
 
 def print_table(
@@ -64,31 +70,93 @@ def print_table(
     rows: Sequence[Sequence[str]],
     title: str | None = None,
     header: bool = True,
+    nowrap: Sequence[str] = (),
 ) -> None:
-    """A rich table on a terminal; aligned plain text (no escapes) otherwise."""
+    """A rich table on a terminal; aligned plain text (no escapes) otherwise.
+
+    Every cell is text, never markup: names such as 'FLUX.1 [dev]' come from
+    catalogs, hubs and file names. Columns in nowrap (paths) are never broken
+    mid-word; the others give way.
+    """
+    from sdm.text import clean
+
+    rows = [[clean(cell) for cell in row] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
     if stdout_is_tty():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=title, box=None, header_style="bold", pad_edge=False, show_header=header)
         for column in columns:
-            table.add_column(column, overflow="fold")
+            if column in nowrap:
+                table.add_column(column, no_wrap=True, overflow="ignore")
+            else:
+                table.add_column(column, overflow="fold")
         for row in rows:
-            table.add_row(*row)
-        Console().print(table)
+            table.add_row(*(Text(cell) for cell in row))
+        console = Console()
+        natural = sum(widths) + 2 * (len(columns) - 1)
+        if nowrap and natural > console.width:
+            # Wider than the terminal: let the terminal fold the line rather than rich
+            # cut a path (a path must stay whole to be copied).
+            console = Console(width=natural)
+        console.print(table, crop=False)
         return
-    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
     if title:
         echo(title)
     for row in [list(columns), *rows] if header else rows:
         echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def fail(error: SdmError) -> typer.Exit:
-    sys.stderr.write(f"sdm: error: {error.message}\n")
-    if error.hint:
-        sys.stderr.write(f"sdm: hint: {error.hint}\n")
-    return typer.Exit(error.exit_code)
+def error_lines(message: str, hint: str | None = None) -> str:
+    """The one form every failure takes: 'sdm: error: ...' and an optional 'sdm: hint: ...'."""
+    from sdm.text import clean
+
+    text = f"sdm: error: {' '.join(clean(message).splitlines())}\n"
+    if hint:
+        text += f"sdm: hint: {' '.join(clean(hint).splitlines())}\n"
+    return text
+
+
+def error(message: str, hint: str | None = None) -> None:
+    sys.stderr.write(error_lines(message, hint))
+    sys.stderr.flush()
+
+
+INTERRUPTED = "interrupted"
+
+
+def model_files(paths: Sequence[Path], what: str) -> list[Path]:
+    """Files as given, and a folder as the model files in it (recursively); a missing one fails."""
+    from sdm.errors import BadInput
+    from sdm.vocab import EXTENSION_FORMATS
+
+    found: list[Path] = []
+    missing = []
+    for path in paths:
+        if path.is_dir():
+            inside = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix[1:].lower() in EXTENSION_FORMATS
+            )
+            if not inside:
+                raise BadInput(f"{path} is a folder with no model files to {what}")
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            missing.append(str(path))
+    if missing:
+        raise BadInput(f"no such file: {', '.join(missing)}")
+    return found
+
+
+def fail(error_: SdmError) -> typer.Exit:
+    if error_.exit_code == 130:
+        sys.stderr.write(f"sdm: {INTERRUPTED}\n")
+    else:
+        error(error_.message, error_.hint)
+    return typer.Exit(error_.exit_code)
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -105,10 +173,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(0) from None
-        except KeyboardInterrupt:
-            sys.stderr.write("sdm: interrupted\n")
+        except (KeyboardInterrupt, typer.Abort):
+            # typer.confirm turns Ctrl-C into Abort: the same 130, not click's "Aborted!".
+            sys.stderr.write(f"\nsdm: {INTERRUPTED}\n" if stdin_is_tty() else f"sdm: {INTERRUPTED}\n")
             raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort):
+        except typer.Exit:
             raise
         except OSError as exc:
             # A read-only store, a permission, a full disk: the user's to fix, not a bug.
@@ -118,9 +187,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except Exception as exc:
             if DEBUG["on"]:
                 raise
-            sys.stderr.write(
-                f"sdm: internal error: {type(exc).__name__}: {exc} (run with --debug for details)\n"
-            )
+            error(f"internal error: {type(exc).__name__}: {exc}", "run with --debug for the traceback")
             raise typer.Exit(1) from None
 
     return wrapper

@@ -1,17 +1,20 @@
 """sdm pull: parse options, plan, check space, transfer, report."""
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sdm.cli import complete
 from sdm.cli.base import app, settings
 from sdm.cli.output import (
+    INTERRUPTED,
     echo,
     handle_errors,
     human_size,
     print_json,
-    stdout_is_tty,
+    stderr_is_tty,
     warn,
 )
 from sdm.errors import BadInput
@@ -48,6 +51,7 @@ def pull(
             metavar="[ID|URL]...",
             help="Catalog ids or aliases, hf:// or civitai:// specs, URLs.",
             show_default=False,
+            autocompletion=complete.catalog_ids,
         ),
     ] = None,
     file: Annotated[
@@ -78,7 +82,13 @@ def pull(
     ] = None,
     type_: Annotated[
         str | None,
-        typer.Option("--type", "-t", help="Model type, needed for plain URLs.", show_default=False),
+        typer.Option(
+            "--type",
+            "-t",
+            help="Model type, needed for plain URLs.",
+            show_default=False,
+            autocompletion=complete.types,
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; download nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Download again, replacing what is there.")] = False,
@@ -141,6 +151,15 @@ def pull(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
+    progress: Annotated[
+        str | None,
+        typer.Option(
+            "--progress",
+            help="How progress shows on stderr: auto (bars on a terminal, lines otherwise), bars, "
+            "lines, json (one event per line, for programs) or none. Default: $SDM_PROGRESS or auto.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Download models, verified, into the store (resumable; safe to re-run)."""
     from sdm import api
@@ -151,7 +170,7 @@ def pull(
     if len(precisions) > 1 or (pruned and full):
         raise BadInput("choose one of --fp16/--fp32/--bf16/--fp8 and one of --pruned/--full")
     model_type = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
-    reporter = None if dry_run else _reporter(quiet, as_json)
+    reporter = None if dry_run else _reporter(quiet, as_json, progress)
     try:
         report = api.pull(
             specs or [],
@@ -176,9 +195,17 @@ def pull(
             warn=warn,
             settings=settings(),
         )
-    finally:
+    except KeyboardInterrupt:
+        began = reporter.interrupted() if reporter is not None else False
+        kept = "; the partial file is kept: run the same command to resume" if began else ""
+        sys.stderr.write(f"\nsdm: {INTERRUPTED}{kept}\n")
+        raise typer.Exit(130) from None
+    except BaseException:
         if reporter is not None:
-            reporter.close()
+            reporter.interrupted()
+        raise
+    if reporter is not None:
+        reporter.close()
     if report.dry_run:
         _print_plan(report.plans, as_json)
         return
@@ -204,12 +231,25 @@ def _load_hints(plans: list["Plan"], outcomes: list["Outcome"]) -> list[str]:
     return lines
 
 
-def _reporter(quiet: bool, as_json: bool) -> "LineReporter":
-    from sdm.cli.progress import LineReporter, RichReporter
+PROGRESS_MODES = ("auto", "bars", "lines", "json", "none")
 
-    if stdout_is_tty() and not quiet and not as_json:
-        return RichReporter()
-    return LineReporter(quiet=quiet, as_json=as_json)
+
+def _reporter(quiet: bool, as_json: bool, mode: str | None) -> "LineReporter":
+    """Bars when stderr is a terminal, lines when it is not, JSON events on request."""
+    import os
+
+    from sdm.cli.progress import JsonReporter, LineReporter, RichReporter
+
+    mode = (mode or os.environ.get("SDM_PROGRESS") or "auto").strip().lower()
+    if mode not in PROGRESS_MODES:
+        raise BadInput(f"unknown progress mode '{mode}' (choose from: {', '.join(PROGRESS_MODES)})")
+    if mode == "json":
+        return JsonReporter(quiet=quiet, as_json=as_json)
+    if quiet or mode == "none":
+        return LineReporter(quiet=True, as_json=as_json)
+    if mode == "bars" or (mode == "auto" and stderr_is_tty()):
+        return RichReporter(as_json=as_json)
+    return LineReporter(as_json=as_json)
 
 
 def _print_plan(plans: list["Plan"], as_json: bool) -> None:

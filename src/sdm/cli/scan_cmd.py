@@ -6,14 +6,15 @@ from typing import Annotated
 import typer
 
 from sdm.cli.base import app
-from sdm.cli.output import echo, handle_errors, print_json
-from sdm.errors import BadInput
+from sdm.cli.output import echo, handle_errors, model_files, print_json
 
 
 @app.command(epilog="Examples:\n\n  sdm scan ~/Downloads/f222.ckpt\n\n  sdm scan models/*.pt --json")
 @handle_errors
 def scan(
-    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Files to scan.")],
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE...", help="Files to scan (a folder: the model files in it).")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Check .ckpt/.pt/.bin files for code that would run when loaded, without running them.
@@ -26,10 +27,7 @@ def scan(
     from sdm import api
     from sdm.jsonout import scan_json
 
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise BadInput(f"no such file: {', '.join(missing)}")
-    results = [api.scan(f) for f in files]
+    results = [api.scan(f) for f in model_files(files, "scan")]
     if as_json:
         print_json([scan_json(r) for r in results])
     else:

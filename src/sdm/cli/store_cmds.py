@@ -1,5 +1,9 @@
 """Commands that read the store: list."""
 
+from typing import Annotated
+
+import typer
+
 from sdm.cli.base import app, settings
 from sdm.cli.catalog_cmds import BaseOpt, JsonOpt, TypeOpt, check_choices
 from sdm.cli.output import echo, handle_errors, human_size, print_json, print_table
@@ -34,7 +38,7 @@ def list_installed(type_: TypeOpt = None, base: BaseOpt = None, as_json: JsonOpt
         [
             i.id or "unknown",
             i.type,
-            (i.record.base if i.record else None) or "?",
+            (i.record.base if i.record else None) or "unknown",  # as sdm du says it
             (i.record.precision if i.record else None) or "?",
             human_size(i.size),
             i.record.sha256[:10] if i.record else "-",
@@ -44,7 +48,9 @@ def list_installed(type_: TypeOpt = None, base: BaseOpt = None, as_json: JsonOpt
         ]
         for i in items
     ]
-    print_table(["ID", "TYPE", "BASE", "PREC", "SIZE", "AUTOV2", "VERIFIED", "SOURCE", "PATH"], rows)
+    print_table(
+        ["ID", "TYPE", "BASE", "PREC", "SIZE", "AUTOV2", "VERIFIED", "SOURCE", "PATH"], rows, nowrap=["PATH"]
+    )
 
 
 @app.command(
@@ -53,7 +59,9 @@ def list_installed(type_: TypeOpt = None, base: BaseOpt = None, as_json: JsonOpt
     "  sdm pull -f models.yaml --frozen      # on another machine",
 )
 @handle_errors
-def export(as_json: JsonOpt = False) -> None:
+def export(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of YAML.")] = False,
+) -> None:
     """Write a manifest of the store that `sdm pull -f` reinstalls exactly."""
     import sys
 

@@ -151,7 +151,11 @@ class _Job:
             if kept:
                 t.on_status(f"resuming: {kept} of {loc.size} bytes already on disk")
         else:
-            if saved is not None or t.partial.exists():
+            if (saved is not None or t.partial.exists()) and not loc.ranges:
+                t.on_status(
+                    "the server cannot resume downloads (no Range support): starting from the beginning"
+                )
+            elif saved is not None or t.partial.exists():
                 t.on_status("discarding a partial file that does not match the remote file")
             t.partial.unlink(missing_ok=True)
             kept = 0
@@ -189,7 +193,9 @@ class _Job:
                         hint="check the network, then run the same command",
                         attempts=attempt + 1,
                     ) from None
-                time.sleep(retry_delay(attempt))
+                delay = retry_delay(attempt)
+                self.t.on_status(f"retry {attempt + 1}/{self.t.retries} in {delay:.1f} s: {exc.message}")
+                time.sleep(delay)
                 attempt += 1
 
     # --- the transfer -----------------------------------------------------
@@ -310,7 +316,9 @@ class _Job:
                     self._give_up(exc, failures if failures > t.retries else total)
                 if exc.refresh:
                     self._refresh_location()
-                self._sleep(self._delay(failures - 1, exc))
+                delay = self._delay(failures - 1, exc)
+                self.t.on_status(f"retry {failures}/{self.t.retries} in {delay:.1f} s: {exc}")
+                self._sleep(delay)
 
     def _give_up(self, exc: Transient, attempts: int) -> None:
         have = self.job.covered()

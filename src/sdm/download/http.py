@@ -114,7 +114,9 @@ def make_client(stall_timeout: float = 30.0) -> httpx.Client:
 
     httpcore.HTTP11Connection.READ_NUM_BYTES = READ_SIZE
 
-    timeout = httpx.Timeout(connect=20.0, read=stall_timeout, write=30.0, pool=60.0)
+    # connect: a host that does not answer in 10 s is down or filtered; read (also
+    # the wait for a response's first byte) is the stall timeout.
+    timeout = httpx.Timeout(connect=10.0, read=stall_timeout, write=30.0, pool=60.0)
     return httpx.Client(
         follow_redirects=False,
         timeout=timeout,
@@ -186,9 +188,9 @@ def server_wait(headers: Mapping[str, str]) -> float | None:
 
 
 def first_line(body: bytes, limit: int = 160) -> str:
-    text = body[:4096].decode("utf-8", "replace").strip()
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    return line[:limit]
+    from sdm.text import first_words
+
+    return first_words(body, limit)
 
 
 def read_capped(response: httpx.Response, cap: int, what: str) -> bytes:

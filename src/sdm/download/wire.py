@@ -27,7 +27,7 @@ from urllib.request import getproxies
 from sdm.download.http import USER_AGENT, error_text, ssl_context
 
 MAX_HEAD = 64 * 1024
-CONNECT_TIMEOUT = 20.0
+CONNECT_TIMEOUT = 10.0
 # Plain TCP only: wake the reader when this much has arrived, not for every
 # 64 KiB a rate-limited server sends (benchmarks/README.md). Scaled down to
 # what the connection delivers in BATCH_SECONDS, so a slow link is neither

@@ -26,6 +26,8 @@ def refuse(found: Identified, allow_unknown: bool = False) -> None:
     path = found.path
     if found.verdict == "malformed":
         raise VerificationFailed(f"{path}: malformed: {found.why}")
+    if found.why.startswith("not a model file"):
+        raise VerificationFailed(f"{path}: {found.why}")  # a README is not "a pickle"
     if found.verdict == "dangerous" or (found.verdict == "unknown" and not allow_unknown):
         raise UnsafeFile(
             f"refusing to read {path}: its pickle is {found.verdict} ({found.why})",

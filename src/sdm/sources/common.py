@@ -7,8 +7,9 @@ import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
+from sdm import activity
 from sdm.download.http import (
     API_BODY_CAP,
     RETRY_STATUSES,
@@ -37,6 +38,40 @@ def _transient(exc: BaseException) -> bool:
     import httpx
 
     return isinstance(exc, httpx.TransportError)
+
+
+def _why(exc: BaseException) -> str:
+    """An exception as a few plain words: no '[Errno -3]', no Python quotes."""
+    import re
+
+    text = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+    return re.sub(r"^\[Errno -?\d+\]\s*", "", text).strip("'\" ")
+
+
+def _unreachable(exc: BaseException, client: httpx.Client, what: str, host: str) -> NetworkError:
+    """One line naming the host and what happened, and a hint at what to try."""
+    import httpx
+
+    where = host if what == host else f"{host} (for {what})"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return NetworkError(
+            f"cannot connect to {where}: no answer within {client.timeout.connect:.0f} s",
+            hint="check the network; behind a proxy, set HTTPS_PROXY",
+        )
+    if isinstance(exc, httpx.ReadTimeout):
+        return NetworkError(
+            f"{where} accepted the connection but sent nothing for {client.timeout.read:.0f} s",
+            hint="the server may be overloaded: try again later, or wait longer with "
+            "sdm config set stall_timeout 120",
+        )
+    why = _why(exc)
+    offline = "name resolution" in why or "not known" in why or "nodename" in why
+    return NetworkError(
+        f"cannot reach {where}: {why}",
+        hint="is this machine offline? check the network, then run the same command"
+        if offline
+        else "check the network, then run the same command",
+    )
 
 
 def request(
@@ -68,12 +103,16 @@ def request(
             untrusted = untrusted_certificate(exc, url)
             if untrusted is not None:
                 raise untrusted from None
-            if not _transient(exc) or attempt == attempts - 1:
-                raise NetworkError(
-                    f"cannot reach {what}: {str(exc).splitlines()[0] or exc!r}",
-                    hint="check the network, then run the same command",
-                ) from None
-            time.sleep(retry_delay(attempt))
+            import httpx
+
+            host = urlsplit(url).netloc
+            # A server that stayed silent for the whole stall timeout will not answer
+            # the next attempt either: fail now, not after five more waits.
+            if not _transient(exc) or attempt == attempts - 1 or isinstance(exc, httpx.TimeoutException):
+                raise _unreachable(exc, client, what, host) from None
+            delay = retry_delay(attempt)
+            activity.note(f"retry {attempt + 1}/{attempts - 1} in {delay:.1f} s: {_why(exc)} ({host})")
+            time.sleep(delay)
             continue
         status = response.status_code
         if status in RETRY_STATUSES and attempt < attempts - 1:
@@ -87,6 +126,8 @@ def request(
                     hint="try again later (a rate limit resets by itself)",
                 )
             waited += delay
+            host = urlsplit(url).netloc
+            activity.note(f"retry {attempt + 1}/{attempts - 1} in {delay:.1f} s: HTTP {status} from {host}")
             time.sleep(delay)
             continue
         if status in (401, 403):
