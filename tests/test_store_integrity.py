@@ -423,3 +423,48 @@ def test_a_read_only_store_still_says_a_file_is_present(hub, store, tmp_path):
     assert codes[0] == "rc=0", result
     assert codes[1] == "rc=1" and "Read-only file system" in result.stderr, result
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
+def test_an_empty_lock_left_by_a_crash_is_taken_over_and_cleaned(sdm, hub, store, monkeypatch):
+    # A long lease: without the empty-lock rule the pull would wait 10 minutes (the timeout fails it).
+    monkeypatch.setenv("SDM_LOCK_LEASE", "600")
+    hub.add_hf("org/r", "e.safetensors", lora_like(40))
+    folder = store / "loras"
+    folder.mkdir(parents=True)
+    lock = folder / "e.safetensors.sdm-lock"
+    lock.write_bytes(b"")  # what a crash (or ENOSPC) between create and write leaves
+    old = os.stat(lock).st_mtime - 60
+    os.utime(lock, (old, old))
+    result = subprocess.run(
+        [sys.executable, "-m", "sdm", "pull", "hf://org/r/e.safetensors", "--type", "lora"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, SDM_HOME=str(store)),
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "took over the lock" in result.stderr
+
+    (folder / "f.safetensors.sdm-partial").write_bytes(b"x" * 10)
+    stale = folder / "f.safetensors.sdm-lock"
+    stale.write_text("not json")
+    os.utime(stale, (old, old))
+    cleaned = sdm("clean")
+    assert cleaned.code == 0, cleaned
+    assert not (folder / "f.safetensors.sdm-partial").exists() and not stale.exists()
+
+
+def test_clean_never_deletes_what_a_live_sdm_is_writing(sdm, store):
+    import socket
+
+    folder = store / "loras"
+    folder.mkdir(parents=True)
+    partial = folder / "g.safetensors.sdm-partial"
+    partial.write_bytes(b"y" * 10)
+    # This test process is alive on this host: its lock is a live holder's.
+    (folder / "g.safetensors.sdm-lock").write_text(
+        json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": 0})
+    )
+    assert sdm("clean").code == 0
+    assert partial.exists() and (folder / "g.safetensors.sdm-lock").exists()

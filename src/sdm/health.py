@@ -123,24 +123,40 @@ def partials(store: Store) -> list[Partial]:
         except (OSError, ValueError, TypeError):
             on_disk, size = 0, None
         lock = lock_path(dest_of_partial(path))
-        age = time.time() - max(
-            path.stat().st_mtime, state_file.stat().st_mtime if state_file.exists() else 0
-        )
-        found.append(Partial(path, on_disk, size, age, lock_held(lock)))
+        try:
+            times = [path.stat().st_mtime, state_file.stat().st_mtime if state_file.exists() else 0]
+        except FileNotFoundError:
+            continue  # finished or cleaned meanwhile by another sdm
+        found.append(Partial(path, on_disk, size, time.time() - max(times), lock_held(lock)))
     return found
 
 
 def clean(store: Store, dry_run: bool) -> list[Path]:
     """Remove interrupted downloads (partial file, state, dead lock) that no sdm is using."""
+    from sdm.download import lock
+    from sdm.errors import Busy
+
     removed: list[Path] = []
     for partial in partials(store):
         if partial.active:
             continue
-        for path in (partial.path, state_path(partial.path), lock_path(dest_of_partial(partial.path))):
-            if path.exists():
-                removed.append(path)
-                if not dry_run:
-                    path.unlink(missing_ok=True)
+        files = [partial.path, state_path(partial.path)]
+        lock_file = lock_path(dest_of_partial(partial.path))
+        if dry_run:
+            removed += [p for p in (*files, lock_file) if p.exists()]
+            continue
+        if lock_file.exists():
+            removed.append(lock_file)  # a dead holder's: hold() below takes it over
+        try:
+            # Clean under the file's own lock: a pull that starts meanwhile waits, or
+            # clean leaves the file to it. Never delete what a live sdm is writing.
+            with lock.hold(lock_file, wait=False):
+                for path in files:
+                    if path.exists():
+                        path.unlink(missing_ok=True)
+                        removed.append(path)
+        except Busy:
+            continue
     return removed
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from sdm.errors import Busy
 
 LEASE = 60.0  # seconds a lock may go unchanged before another host's waiter takes it over
+EMPTY_GRACE = 5.0  # seconds an empty or non-JSON lock file is given before it is taken over
 SIZE = 512  # lock files are rewritten in place at one fixed size: a reader never sees half
 START = uuid.uuid4().hex  # this process's start id
 
@@ -224,9 +225,16 @@ def hold(
             continue  # released between our try and our look
         if raw != seen:
             seen, since = raw, time.monotonic()  # a heartbeat (or a new holder): the lease restarts
+            if not _parse(raw):
+                # Nobody will ever beat in an empty lock: count its age from its mtime.
+                with contextlib.suppress(OSError):
+                    since -= max(0.0, time.time() - path.stat().st_mtime)
         data = _parse(raw)
         quiet = time.monotonic() - since
-        if dead_here(data, host) or (quiet >= lease and not live_here(data, host)):
+        # An empty or unreadable lock is what a crash between create and write leaves:
+        # its holder never got to say who it is, so a short grace is enough.
+        unreadable = not data and quiet >= min(lease, EMPTY_GRACE)
+        if dead_here(data, host) or unreadable or (quiet >= lease and not live_here(data, host)):
             if _take_over(path, raw):
                 why = "has ended" if dead_here(data, host) else f"sent no heartbeat for {quiet:.0f} s"
                 on_wait(f"took over the lock of {who(data)}, which {why}")
