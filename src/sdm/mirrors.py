@@ -109,7 +109,7 @@ def pinned_plan(planner: Planner, entry: Entry) -> Plan | None:
     Its source is asked only if no mirror has the file (the locator plans it
     then), so a fleet installing from a mirror never contacts the hubs. None
     when the entry lacks what that needs (its sha256, type and file name)."""
-    from sdm.plan import Fetch, Plan
+    from sdm.plan import Fetch, Plan, catalog_facts
     from sdm.resolve import vocab_from_filename
 
     if not (entry.sha256 and entry.options.type and entry.filename) or entry.convert:
@@ -150,20 +150,7 @@ def pinned_plan(planner: Planner, entry: Entry) -> Plan | None:
         reasons=("pinned by the manifest; its source is asked only if no mirror has it",),
     )
     if model is not None and variant is not None:
-        plan = replace(
-            plan,
-            source=variant.source.describe(),
-            model_id=model.id,
-            variant=variant.name,
-            base=model.base,
-            format=variant.format,
-            precision=variant.precision,
-            weights=variant.weights,
-            size=variant.size,
-            description=model.description,
-            trigger_words=model.hints.trigger_words,
-            weight=model.hints.weight,
-        )
+        plan = replace(plan, source=variant.source.describe(), **catalog_facts(model, variant))
         plan.fetch.source = plan.source
     return plan
 

@@ -111,6 +111,24 @@ class Plan:
         return self.format in PICKLE_FORMATS
 
 
+def catalog_facts(model: Model, variant: Variant) -> dict[str, Any]:
+    """What a catalog entry tells every plan for one of its files, however it is fetched."""
+    return {
+        "model_id": model.id,
+        "variant": variant.name,
+        "base": model.base,
+        "format": variant.format,
+        "precision": variant.precision,
+        "weights": variant.weights,
+        "size": variant.size,
+        "gated": model.is_gated(variant),
+        "description": model.description,
+        "trigger_words": model.hints.trigger_words,
+        "weight": model.hints.weight,
+        "negative_prompt": model.hints.negative_prompt,
+    }
+
+
 def catalog_candidates(model: Model) -> list[Candidate]:
     return [
         Candidate(v.name, v.format, v.precision, v.weights, v.name == model.default.name, v)
@@ -233,20 +251,9 @@ class Planner:
             dest=self.store.path_for(model.type, filename),
             source=source.describe(),
             fetch=Fetch(remote.locator, source.describe()),
-            model_id=model.id,
-            variant=variant.name,
-            base=model.base,
-            format=variant.format,
-            precision=variant.precision,
-            weights=variant.weights,
-            size=variant.size,
-            gated=gated,
             needs_token=remote.needs_token or (remote.token_env if gated and source.hf else None),
-            description=model.description,
-            trigger_words=model.hints.trigger_words,
-            weight=model.hints.weight,
             civitai_info=remote.info,
-            negative_prompt=model.hints.negative_prompt,
+            **catalog_facts(model, variant),
             **_hashes({**catalog_hashes, **remote.hashes}),
         )
 
