@@ -468,3 +468,62 @@ def test_clean_never_deletes_what_a_live_sdm_is_writing(sdm, store):
     )
     assert sdm("clean").code == 0
     assert partial.exists() and (folder / "g.safetensors.sdm-lock").exists()
+
+
+def test_one_file_that_breaks_a_reader_does_not_stop_import(sdm, store, tmp_path, monkeypatch):
+    """Fault injection: the probe fails with a non-sdm error (a bug) on one file only."""
+    from sdm.formats import probe as probe_module
+
+    real = probe_module.probe
+
+    def flaky(path, *args, **kwargs):
+        if path.name == "breaks.safetensors":
+            raise RuntimeError("a reader bug")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(probe_module, "probe", flaky)
+    incoming = tmp_path / "incoming" / "loras"
+    incoming.mkdir(parents=True)
+    (incoming / "breaks.safetensors").write_bytes(lora_like(50))
+    (incoming / "fine.safetensors").write_bytes(lora_like(51))
+    result = sdm("import", str(incoming), "--json")
+    assert result.code == 1, result
+    rows = {Path(r["path"]).name: r for r in result.json()}
+    assert (
+        rows["breaks.safetensors"]["status"] == "skipped"
+        and "a reader bug" in rows["breaks.safetensors"]["reason"]
+    )
+    assert rows["fine.safetensors"]["status"] == "imported"
+
+
+def test_a_file_the_catalog_knows_is_checked_against_it_whatever_the_spec(
+    sdm, hub, store, tmp_path, monkeypatch
+):
+    good, bad = lora_like(60), lora_like(61)
+    hub.add_hf("org/vae", "known.safetensors", bad)  # the hub now serves other bytes
+    entry = {
+        "id": "known-lora",
+        "name": "Known",
+        "type": "lora",
+        "base": "sd15",
+        "variants": [
+            {
+                "name": "v1",
+                "source": {"hf": {"repo": "org/vae", "path": "known.safetensors"}},
+                "filename": "known.safetensors",
+                "format": "safetensors",
+                "sha256": sha(good),
+            }
+        ],
+    }
+    path = tmp_path / "team.yaml"
+    path.write_text(yaml.safe_dump({"models": [entry]}))
+    monkeypatch.setenv("SDM_CATALOG", str(path))
+    result = sdm("pull", "hf://org/vae/known.safetensors", "--type", "lora")
+    assert result.code == 1 and "sha256" in result.err, result
+    assert not (store / "loras" / "known.safetensors").exists()
+    hub.add_hf("org/vae", "known.safetensors", good)
+    again = sdm("pull", "hf://org/vae/known.safetensors", "--type", "lora", "--json")
+    assert again.code == 0 and json.loads(again.out)["id"] == "known-lora", again
+    wrong = sdm("pull", "hf://org/vae/known.safetensors", "--type", "vae")
+    assert wrong.code == 2 and "a lora in the catalog" in wrong.err

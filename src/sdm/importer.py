@@ -164,84 +164,95 @@ def import_files(
     results: list[Imported] = []
     store_root = store.root.resolve()
     for path in model_files(paths):
-        if store_root in path.resolve().parents:
-            continue  # already inside the store
-        problem = _not_regular(path)
-        if problem:
-            results.append(Imported(path, "skipped", reason=problem))
-            continue
         try:
-            found = probe(path, catalog)
-        except UnsafeFile as exc:
-            found = _unknown_pickle(path, exc, allow_unsafe, catalog)
-            if found is None:
+            if store_root in path.resolve().parents:
+                continue  # already inside the store
+            problem = _not_regular(path)
+            if problem:
+                results.append(Imported(path, "skipped", reason=problem))
+                continue
+            try:
+                found = probe(path, catalog)
+            except UnsafeFile as exc:
+                found = _unknown_pickle(path, exc, allow_unsafe, catalog)
+                if found is None:
+                    results.append(Imported(path, "skipped", reason=exc.message))
+                    continue
+            except SdmError as exc:
                 results.append(Imported(path, "skipped", reason=exc.message))
                 continue
-        except SdmError as exc:
-            results.append(Imported(path, "skipped", reason=exc.message))
-            continue
-        conflict = extension_conflict(path, found.format)
-        if conflict:
-            results.append(Imported(path, "skipped", reason=conflict))
-            continue
-        kind = forced_type or found.type or folder_type(path)
-        if kind is None:
-            results.append(Imported(path, "skipped", reason="cannot tell its type; use --type"))
-            continue
-        if found.sha256 in known:
-            results.append(
-                Imported(
-                    path,
-                    "present",
-                    known[found.sha256],
-                    found.id,
-                    kind,
-                    "the same file is already in the store",
+            conflict = extension_conflict(path, found.format)
+            if conflict:
+                results.append(Imported(path, "skipped", reason=conflict))
+                continue
+            kind = forced_type or found.type or folder_type(path)
+            if kind is None:
+                results.append(Imported(path, "skipped", reason="cannot tell its type; use --type"))
+                continue
+            if found.sha256 in known:
+                results.append(
+                    Imported(
+                        path,
+                        "present",
+                        known[found.sha256],
+                        found.id,
+                        kind,
+                        "the same file is already in the store",
+                    )
                 )
-            )
-            continue
-        name = path.name
-        model = catalog.find(found.id) if found.id and catalog is not None else None
-        variant = model.variant(found.variant or "") if model is not None else None
-        if variant is not None and variant.filename:
-            name = variant.filename
-        try:
-            dest = store.path_for(kind, name)
-        except SdmError as exc:
-            results.append(Imported(path, "skipped", reason=exc.message))
-            continue
-        if dest.exists():
-            results.append(
-                Imported(
-                    path, "clash", dest, found.id, kind, f"{dest} already holds another file; left both alone"
+                continue
+            name = path.name
+            model = catalog.find(found.id) if found.id and catalog is not None else None
+            variant = model.variant(found.variant or "") if model is not None else None
+            if variant is not None and variant.filename:
+                name = variant.filename
+            try:
+                dest = store.path_for(kind, name)
+            except SdmError as exc:
+                results.append(Imported(path, "skipped", reason=exc.message))
+                continue
+            if dest.exists():
+                results.append(
+                    Imported(
+                        path,
+                        "clash",
+                        dest,
+                        found.id,
+                        kind,
+                        f"{dest} already holds another file; left both alone",
+                    )
                 )
+                continue
+            try:
+                how = place(path, dest, mode)
+            except FileExistsError:
+                results.append(Imported(path, "clash", dest, found.id, kind, "name taken meanwhile"))
+                continue
+            except OSError as exc:
+                results.append(Imported(path, "skipped", reason=f"cannot place it: {exc.strerror}"))
+                continue
+            with contextlib.suppress(OSError):
+                store.write_record(
+                    dest,
+                    Record(
+                        filename=dest.name,
+                        type=kind,
+                        size=dest.stat().st_size,
+                        sha256=found.sha256,
+                        id=found.id,
+                        variant=found.variant,
+                        base=found.base,
+                        format=found.format,
+                        precision=found.precision,
+                        source=f"imported from {path}",
+                        verified=found.id is not None,
+                    ),
+                )
+            known[found.sha256] = dest
+            results.append(Imported(path, "imported", dest, found.id, kind, how=how))
+        except Exception as exc:
+            reason = (
+                f"{exc.strerror}" if isinstance(exc, OSError) and exc.strerror else f"internal error: {exc!r}"
             )
-            continue
-        try:
-            how = place(path, dest, mode)
-        except FileExistsError:
-            results.append(Imported(path, "clash", dest, found.id, kind, "name taken meanwhile"))
-            continue
-        except OSError as exc:
-            results.append(Imported(path, "skipped", reason=f"cannot place it: {exc.strerror}"))
-            continue
-        with contextlib.suppress(OSError):
-            store.write_record(
-                dest,
-                Record(
-                    filename=dest.name,
-                    type=kind,
-                    size=dest.stat().st_size,
-                    sha256=found.sha256,
-                    id=found.id,
-                    variant=found.variant,
-                    base=found.base,
-                    format=found.format,
-                    precision=found.precision,
-                    source=f"imported from {path}",
-                    verified=found.id is not None,
-                ),
-            )
-        known[found.sha256] = dest
-        results.append(Imported(path, "imported", dest, found.id, kind, how=how))
+            results.append(Imported(path, "skipped", reason=reason))
     return results

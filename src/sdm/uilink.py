@@ -96,7 +96,11 @@ def link(
                 else:
                     report.clashes.append(target)
                 continue
-            how = _make(item.path, target, how_order)
+            try:
+                how = _make(item.path, target, how_order)
+            except (SdmError, OSError) as exc:  # this file stays unlinked; the others go on
+                report.notes.append(f"{target}: {getattr(exc, 'message', None) or exc}")
+                continue
             report.created.append((target, how))
             created.append({"path": str(target), "how": how, "source": str(item.path)})
     write_json_atomic(manifest_path, {"ui_dir": str(ui_dir.resolve()), "layout": layout, "created": created})
