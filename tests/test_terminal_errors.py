@@ -69,7 +69,10 @@ def test_ctrl_c_at_any_moment_prints_no_traceback(delay, tmp_path):
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=60)
-    assert "Traceback" not in err, err
+    if "Traceback" in err:
+        # Only an interrupt that lands before sdm's first line runs (interpreter start-up,
+        # under load) is the interpreter's to report: no frame of sdm's own code.
+        assert not any("/sdm/" in line for line in err.splitlines() if line.strip().startswith("File")), err
     assert proc.returncode in (0, 130, -signal.SIGINT), (proc.returncode, err)
     if proc.returncode == 130:
         assert err.rstrip().endswith("sdm: interrupted")

@@ -12,6 +12,24 @@ from __future__ import annotations
 import sys
 import types
 
+
+def _quiet_interrupt_while_starting() -> None:
+    """As the `sdm` executable, a Ctrl-C before main() takes over ends quietly (exit 130):
+    Python's default would print a traceback from whatever module was loading. main()
+    restores the default handler first thing; a library import never gets here."""
+    import os
+    import signal
+
+    def interrupted(signum: int, frame: object) -> None:
+        os.write(2, b"sdm: interrupted\n")
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, interrupted)
+
+
+if sys.argv and sys.argv[0] and sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1] in ("sdm", "sdm.exe"):
+    _quiet_interrupt_while_starting()
+
 __version__ = "0.1.0"
 
 _API = (

@@ -76,6 +76,11 @@ def _command_module(argv: list[str]) -> str | None:
 
 
 def main() -> None:
+    import signal
+
+    # sdm/__init__.py made an early Ctrl-C exit quietly; from here on it is a
+    # KeyboardInterrupt, which transfers turn into a saved state and exit 130.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     code: int | str | None = 0
     try:
         module = _command_module(sys.argv[1:])
