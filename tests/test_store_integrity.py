@@ -527,3 +527,57 @@ def test_a_file_the_catalog_knows_is_checked_against_it_whatever_the_spec(
     assert again.code == 0 and json.loads(again.out)["id"] == "known-lora", again
     wrong = sdm("pull", "hf://org/vae/known.safetensors", "--type", "vae")
     assert wrong.code == 2 and "a lora in the catalog" in wrong.err
+
+
+def test_clean_knows_this_machine_by_its_host_id(sdm, store, monkeypatch):
+    import time
+
+    monkeypatch.setenv("SDM_HOST_ID", "alpha")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    folder = store / "loras"
+    folder.mkdir(parents=True)
+    (folder / "h.safetensors.sdm-partial").write_bytes(b"z" * 10)
+    # A lock of this machine (alpha) whose process has ended: dead at once, no lease to wait for.
+    (folder / "h.safetensors.sdm-lock").write_text(
+        json.dumps({"host": "alpha", "pid": gone.pid, "time": time.time()})
+    )
+    assert sdm("clean").code == 0
+    assert not (folder / "h.safetensors.sdm-partial").exists()
+
+
+def test_convert_into_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
+    import shutil
+    import textwrap
+
+    import numpy as np
+
+    from modelfiles import checkpoint_bytes
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare -rm to mount a small tmpfs")
+    rng = np.random.default_rng(3)
+    src = tmp_path / "big.ckpt"
+    src.write_bytes(
+        checkpoint_bytes(
+            {"model.diffusion_model.out.2.weight": rng.standard_normal((512, 1024)).astype(np.float32)}
+        )
+    )
+    disk = tmp_path / "small"
+    disk.mkdir()
+    script = textwrap.dedent(
+        f"""
+        mount -t tmpfs -o size=512k tmpfs {disk} || exit 77
+        {sys.executable} -m sdm convert {src} -o {disk}/out.safetensors; echo "rc=$?"
+        ls -A {disk}
+        """
+    )
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120
+    )
+    if result.returncode == 77:
+        pytest.skip("cannot mount a tmpfs here")
+    assert "rc=1" in result.stdout, result
+    assert "disk is full" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    leftovers = [line for line in result.stdout.splitlines() if line and not line.startswith("rc=")]
+    assert leftovers == [], leftovers  # no half-written output, no temporary file

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from sdm.convert import Converted
     from sdm.formats.pickle_scan import ScanResult
     from sdm.formats.probe import Probe
-    from sdm.health import Usage, VerifyReport
+    from sdm.health import LockView, Usage, VerifyReport
     from sdm.hubinfo import RemoteModel
     from sdm.hubsearch import HubSearch
     from sdm.identify import Identified
@@ -290,7 +290,7 @@ def verify(targets: Sequence[str] = (), settings: Settings | None = None) -> Ver
 
     store = open_store(settings)
     checks = run(select(targets, settings), catalog(), store, missing=not targets)
-    return VerifyReport(checks, partials(store) if not targets else [])
+    return VerifyReport(checks, partials(store, _lock_view(settings)) if not targets else [])
 
 
 def remove(targets: Sequence[str], settings: Settings | None = None) -> list[Path]:
@@ -312,7 +312,15 @@ def clean(dry_run: bool = False, settings: Settings | None = None) -> list[Path]
     """Remove interrupted downloads that no sdm is using; returns what went (or would)."""
     from sdm.health import clean as run
 
-    return run(open_store(settings), dry_run)
+    return run(open_store(settings), dry_run, _lock_view(settings))
+
+
+def _lock_view(settings: Settings | None) -> LockView:
+    """This machine's name in lock files (SDM_HOST_ID) and the lease, as pulls use them."""
+    from sdm.health import LockView
+
+    current = _settings(settings)
+    return LockView(host=current.host_id, lease=float(current.lock_lease))
 
 
 def disk_usage(settings: Settings | None = None) -> list[Usage]:

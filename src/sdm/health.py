@@ -112,7 +112,15 @@ class Partial:
     active: bool  # a live sdm holds its lock
 
 
-def partials(store: Store) -> list[Partial]:
+@dataclass(frozen=True)
+class LockView:
+    """How this machine names itself in lock files, and how long another host's may stay quiet."""
+
+    host: str | None = None  # None: the host name (SDM_HOST_ID overrides it)
+    lease: float = 60.0
+
+
+def partials(store: Store, locks: LockView = LockView()) -> list[Partial]:
     found = []
     for path in store.partials():
         state_file = state_path(path)
@@ -127,17 +135,18 @@ def partials(store: Store) -> list[Partial]:
             times = [path.stat().st_mtime, state_file.stat().st_mtime if state_file.exists() else 0]
         except FileNotFoundError:
             continue  # finished or cleaned meanwhile by another sdm
-        found.append(Partial(path, on_disk, size, time.time() - max(times), lock_held(lock)))
+        active = lock_held(lock, host=locks.host, lease=locks.lease)
+        found.append(Partial(path, on_disk, size, time.time() - max(times), active))
     return found
 
 
-def clean(store: Store, dry_run: bool) -> list[Path]:
+def clean(store: Store, dry_run: bool, locks: LockView = LockView()) -> list[Path]:
     """Remove interrupted downloads (partial file, state, dead lock) that no sdm is using."""
     from sdm.download import lock
     from sdm.errors import Busy
 
     removed: list[Path] = []
-    for partial in partials(store):
+    for partial in partials(store, locks):
         if partial.active:
             continue
         files = [partial.path, state_path(partial.path)]
@@ -150,7 +159,7 @@ def clean(store: Store, dry_run: bool) -> list[Path]:
         try:
             # Clean under the file's own lock: a pull that starts meanwhile waits, or
             # clean leaves the file to it. Never delete what a live sdm is writing.
-            with lock.hold(lock_file, wait=False):
+            with lock.hold(lock_file, wait=False, host=locks.host, lease=locks.lease):
                 for path in files:
                     if path.exists():
                         path.unlink(missing_ok=True)
