@@ -321,3 +321,49 @@ def test_a_full_disk_keeps_the_last_good_state_and_the_pull_resumes(hub, store, 
     assert (tmp_path / "rc2").read_text().strip() == "0", (tmp_path / "err2").read_text()
     assert json.loads((tmp_path / "out2").read_text())["status"] == "resumed"
     assert (tmp_path / "sum").read_text().split()[0] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_server_that_goes_silent_after_the_probe_is_given_up_on_in_two_attempts(sdm, store, monkeypatch):
+    """It answers the one-byte probe, then accepts every connection and sends nothing."""
+    import socketserver
+    import threading
+
+    data = b"S" * 50_000
+    asked: list[str] = []
+    release = threading.Event()
+
+    class Silent(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            request = self.rfile.readline().decode()
+            headers = []
+            while (line := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
+                headers.append(line.decode().lower())
+            asked.append(request)
+            if any(h.startswith("range: bytes=0-0") for h in headers):
+                self.wfile.write(
+                    b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-0/%d\r\n"
+                    b'ETag: "s1"\r\nContent-Length: 1\r\nConnection: close\r\n\r\nS' % len(data)
+                )
+                return
+            release.wait(30)  # accepted, and silent
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    server = Server(("127.0.0.1", 0), Silent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SDM_STALL_TIMEOUT", "1")
+    monkeypatch.setenv("SDM_RETRIES", "6")
+    try:
+        result = sdm(
+            "pull", f"http://127.0.0.1:{server.server_address[1]}/quiet.safetensors", "--type", "lora"
+        )
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+    assert result.code == 1, result
+    assert "accepted the connection but sent nothing" in result.err and "127.0.0.1" in result.err
+    transfers = [r for r in asked if r.startswith("GET")]
+    assert len(transfers) <= 1 + 2, transfers  # the probe, then two silent attempts: not six

@@ -63,6 +63,7 @@ BUFFER = MIB
 STATE_EVERY = 2.0  # seconds between (fdatasync + state file write)
 WAIT_BUDGET = 300.0  # seconds of Retry-After/RateLimit waiting per file, in all
 PROGRESS = MIB  # a failed attempt that delivered this much is not held against the retry budget
+SILENT_ATTEMPTS = 2  # a server that answers nothing this often, having sent nothing yet, is down
 
 
 @dataclass
@@ -309,6 +310,17 @@ class _Job:
                 failures = 1 if progress > 0 else failures + 1
                 if progress >= PROGRESS:
                     continue  # real progress before the drop: ask for the rest at once
+                if exc.stalled and failures >= SILENT_ATTEMPTS and job.transferred == 0:
+                    # Accepted, then silent, twice, with not one byte of this file so far:
+                    # a server in that state does not come back within a retry budget.
+                    raise NetworkError(
+                        f"{exc.host or 'the server'} accepted the connection but sent nothing for "
+                        f"{t.stall_timeout:g} s, {failures} times",
+                        hint="the server may be down or overloaded: try again later "
+                        "(or raise stall_timeout for a very slow link)",
+                        host=exc.host,
+                        attempts=failures,
+                    ) from None
                 # Only attempts that got little done count for the file: a server
                 # sending a byte, then an error, must not renew its budget forever.
                 total = job.count_failure()

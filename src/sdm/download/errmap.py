@@ -39,10 +39,12 @@ class Transient(NetworkError):
         refresh: bool = False,
         host: str | None = None,
         status: int | None = None,
+        stalled: bool = False,
     ) -> None:
         super().__init__(message, host=host, status=status)
         self.headers = headers  # of the answer that failed: Retry-After, RateLimit
         self.refresh = refresh  # a signed URL expired: ask the source for a fresh one
+        self.stalled = stalled  # no data within the stall timeout
 
 
 class Changed(NetworkError):
@@ -87,7 +89,8 @@ def translate(exc: BaseException, url: str) -> SdmError | None:
         return untrusted
     if isinstance(exc, (httpx.TransportError, httpx.StreamError, OSError)):
         # OSError covers sockets, ssl, timeouts and wire.WireError.
-        return Transient(describe(exc), host=host_of(url))
+        stalled = isinstance(exc, (httpx.TimeoutException, TimeoutError))
+        return Transient(describe(exc), host=host_of(url), stalled=stalled)
     return None
 
 
