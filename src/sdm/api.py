@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from sdm.errors import BadInput, SdmError
+from sdm.errors import BadInput
 
 if TYPE_CHECKING:
     from sdm.catalog.model import Catalog, Model
@@ -29,8 +29,7 @@ if TYPE_CHECKING:
     from sdm.importer import Imported
     from sdm.manifest import Manifest
     from sdm.mirror_build import BuildReport
-    from sdm.plan import Plan
-    from sdm.pull import Outcome, PullReport, Reporter
+    from sdm.pull import PullReport, Reporter
     from sdm.settings import Resolved
     from sdm.store import Installed, Store
     from sdm.uilink import LinkReport
@@ -104,25 +103,6 @@ def info_remote(spec: str, settings: Settings | None = None) -> RemoteModel:
 # --- the pull -------------------------------------------------------------------
 
 
-class SilentReporter:
-    """A Reporter that shows nothing (the default for library callers)."""
-
-    def status(self, plan: Plan, message: str) -> None:
-        pass
-
-    def start(self, plan: Plan, total: int | None) -> None:
-        pass
-
-    def advance(self, plan: Plan, nbytes: int) -> None:
-        pass
-
-    def done(self, outcome: Outcome) -> None:
-        pass
-
-    def failed(self, plan: Plan, error: SdmError) -> None:
-        pass
-
-
 def _warn_stderr(text: str) -> None:
     sys.stderr.write(f"sdm: warning: {text}\n")
 
@@ -165,9 +145,8 @@ def pull(
     from sdm.catalog.load import load
     from sdm.download.http import Credentials
     from sdm.offline import hub_client
-    from sdm.plan import Planner, PullOptions, dedupe, pin, plan_one
-    from sdm.plan import companions as companions_of
-    from sdm.pull import Puller, PullReport, Tuning, check_space, locate_all
+    from sdm.plan import Planner, PullOptions, plan_entries
+    from sdm.pull import Puller, PullReport, SilentReporter, Tuning, check_space, locate_all
     from sdm.resolve import Request
     from sdm.sources.base import Context, all_tokens
     from sdm.specfile import read, single
@@ -212,18 +191,15 @@ def pull(
         if listener is not None:
             activity.trace_requests(client)
         planner = Planner(load(), store, Context(current, creds), client, options)
-        plans = []
-        for entry in entries:
-            activity.note(f"resolving {entry.spec}")
-            pinned = mirrors.pinned_plan(planner, entry) if frozen and fleet and not convert else None
-            if pinned is not None:
-                plans.append(pinned)
-                continue
-            plan = plan_one(planner, entry.spec, entry.options, convert or entry.convert)
-            plans.append(pin(plan, entry.sha256, entry.where) if frozen else plan)
-            if companions and not frozen:
-                plans += companions_of(planner, plan, entry.options)
-        plans = dedupe(plans)
+        plans = plan_entries(
+            planner,
+            entries,
+            frozen=frozen,
+            convert=convert,
+            companions_too=companions,
+            pinned_plan=(lambda entry: mirrors.pinned_plan(planner, entry)) if fleet else None,
+            on_entry=lambda spec: activity.note(f"resolving {spec}"),
+        )
         if fleet is not None:
             for plan in plans:
                 fleet.attach(plan)
@@ -375,18 +351,11 @@ def convert(
 ) -> Converted:
     """A checkpoint as safetensors (optionally fp16 and pruned), without torch and without unpickling."""
     from sdm.convert import convert as run
+    from sdm.convert import default_output
 
     if file.suffix == ".safetensors" and not (fp16 or prune):
         raise BadInput(f"{file} is already safetensors: add --fp16 and/or --prune")
     return run(file, output or default_output(file, fp16, prune), fp16=fp16, do_prune=prune, force=force)
-
-
-def default_output(src: Path, fp16: bool, prune: bool) -> Path:
-    stem = src.stem
-    for flag, suffix in ((prune, "-pruned"), (fp16, "-fp16")):
-        if flag and not stem.endswith(suffix):
-            stem += suffix
-    return src.with_name(stem + ".safetensors")
 
 
 def import_files(

@@ -233,6 +233,14 @@ def _tensor_bytes(source: Source, dst: str) -> Iterator[bytes]:
     yield _cast(np, bytes(array.data), source.dtype, dst)
 
 
+def default_output(src: Path, fp16: bool, prune: bool) -> Path:
+    stem = src.stem
+    for flag, suffix in ((prune, "-pruned"), (fp16, "-fp16")):
+        if flag and not stem.endswith(suffix):
+            stem += suffix
+    return src.with_name(stem + ".safetensors")
+
+
 def convert(
     src: Path, out: Path, *, fp16: bool = False, do_prune: bool = False, force: bool = False
 ) -> Converted:

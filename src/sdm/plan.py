@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import httpx
 
     from sdm.catalog.model import Catalog, Source
+    from sdm.specfile import Entry
     from sdm.store import Store
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -354,3 +355,30 @@ def dedupe(plans: Sequence[Plan]) -> list[Plan]:
             raise BadInput(f"'{plan.spec}' and '{other.spec}' would both be saved as {plan.dest}")
         seen.setdefault(plan.dest, plan)
     return list(seen.values())
+
+
+def plan_entries(
+    planner: Planner,
+    entries: Sequence[Entry],
+    *,
+    frozen: bool = False,
+    convert: bool = False,
+    companions_too: bool = True,
+    pinned_plan: Callable[[Entry], Plan | None] | None = None,
+    on_entry: Callable[[str], None] = lambda spec: None,
+) -> list[Plan]:
+    """Every file a pull's entries name: each entry's plan (pinned by the manifest when
+    frozen, or planned from the manifest alone when pinned_plan can, as content mirrors
+    do), the companions its model requires, one plan per destination."""
+    plans: list[Plan] = []
+    for entry in entries:
+        on_entry(entry.spec)
+        pinned = pinned_plan(entry) if pinned_plan is not None and frozen and not convert else None
+        if pinned is not None:
+            plans.append(pinned)
+            continue
+        plan = plan_one(planner, entry.spec, entry.options, convert or entry.convert)
+        plans.append(pin(plan, entry.sha256, entry.where) if frozen else plan)
+        if companions_too and not frozen:
+            plans += companions(planner, plan, entry.options)
+    return dedupe(plans)
