@@ -78,6 +78,48 @@ def test_ctrl_c_at_any_moment_prints_no_traceback(delay, tmp_path):
         assert err.rstrip().endswith("sdm: interrupted")
 
 
+def test_ctrl_c_that_typer_catches_first_still_says_interrupted(sdm, monkeypatch):
+    # A Ctrl-C while click parses the options (here: inside --version's callback) is
+    # turned by typer into a bare exit 130; sdm must still print its one line.
+    import typer
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(typer, "echo", interrupted)
+    result = sdm("--version")
+    assert result.code == 130
+    assert result.err == "sdm: interrupted\n"
+
+
+def test_ctrl_c_wrapped_in_a_runtime_error_is_an_interruption_not_a_bug(sdm, monkeypatch):
+    # Python wraps a Ctrl-C landing in class creation (__set_name__) in a RuntimeError.
+    from sdm import api
+
+    def search(*_args: object, **_kwargs: object) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance") from exc
+
+    monkeypatch.setattr(api, "search", search)
+    result = sdm("search", "realistic")
+    assert result.code == 130
+    assert result.err == "sdm: interrupted\n"
+    assert "internal error" not in result.err
+
+
+def test_one_interrupted_line_per_in_process_run(sdm, monkeypatch):
+    import typer
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(typer, "echo", interrupted)
+    assert sdm("--version").err == "sdm: interrupted\n"
+    assert sdm("--version").err == "sdm: interrupted\n"  # said again: a new run
+
+
 def test_yaml_error_in_a_spec_file_is_file_colon_line(sdm, tmp_path):
     spec = tmp_path / "models.yaml"
     spec.write_text("- sd15\n- {spec: dreamshaper\n- vae\n")

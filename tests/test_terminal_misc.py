@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -196,7 +197,7 @@ def test_completion_of_ids_types_bases_layouts_keys_and_installed(sdm, store):
 def test_completion_never_imports_httpx():
     env = {**os.environ, "_SDM_COMPLETE": "complete_bash", "COMP_WORDS": "sdm pull dream", "COMP_CWORD": "2"}
     result = subprocess.run(
-        [os.environ.get("PYTHON", "python"), "-X", "importtime", installed_sdm()],
+        [sys.executable, "-X", "importtime", installed_sdm()],
         capture_output=True,
         text=True,
         timeout=60,

@@ -17,14 +17,15 @@ def _quiet_interrupt_while_starting() -> None:
     """As the `sdm` executable, a Ctrl-C before main() takes over ends quietly (exit 130):
     Python's default would print a traceback from whatever module was loading. main()
     restores the default handler first thing; a library import never gets here."""
+    # Built in: `signal` would first import enum, functools and collections.
+    import _signal  # type: ignore[import-not-found]
     import os
-    import signal
 
     def interrupted(signum: int, frame: object) -> None:
         os.write(2, b"sdm: interrupted\n")
         os._exit(130)
 
-    signal.signal(signal.SIGINT, interrupted)
+    _signal.signal(_signal.SIGINT, interrupted)
 
 
 if sys.argv and sys.argv[0] and sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1] in ("sdm", "sdm.exe"):

@@ -14,6 +14,9 @@ import os
 import sys
 from typing import Any
 
+# Loaded before anything that a Ctrl-C could leave half imported.
+from sdm.cli.interrupt import caused_by_interrupt, say_interrupted
+
 # Which module registers each top-level command.
 COMMANDS = {
     "search": "catalog_cmds",
@@ -88,9 +91,12 @@ def main() -> None:
         app()
     except SystemExit as exc:
         code = exc.code
-    except KeyboardInterrupt:
-        # Ctrl-C while the modules load, before click's own handling: no traceback.
-        sys.stderr.write("sdm: interrupted\n")
+    except (KeyboardInterrupt, RuntimeError) as exc:
+        # Ctrl-C while the modules load, before click's own handling: no traceback
+        # (a class being created wraps it in a RuntimeError).
+        if not caused_by_interrupt(exc):
+            raise
+        say_interrupted()
         code = 130
     if isinstance(code, str):
         print(code, file=sys.stderr)

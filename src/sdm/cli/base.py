@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from sdm import __version__
+from sdm.cli.interrupt import INTERRUPT_SAID, say_interrupted
 from sdm.cli.output import DEBUG
 
 
@@ -52,6 +53,7 @@ class _Ordered(TyperGroup):
         or 130 for an interruption, with no traceback.
         """
         argv = hoist_globals(list(sys.argv[1:] if args is None else args))
+        INTERRUPT_SAID["done"] = False  # one line per run, also when run in-process again
         extra["standalone_mode"] = False
         exc_mod = _click_exceptions()
         aborts = (KeyboardInterrupt, EOFError, typer.Abort, getattr(exc_mod, "Abort", typer.Abort))
@@ -65,8 +67,10 @@ class _Ordered(TyperGroup):
             error(_lower(exc.format_message()))
             sys.exit(exc.exit_code)
         except aborts:
-            sys.stderr.write("sdm: interrupted\n")
-            sys.exit(130)
+            code = 130
+        if code == 130:
+            # Also when typer turned a Ctrl-C outside sdm's handlers into a bare exit 130.
+            say_interrupted()
         sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 
+from sdm.cli.interrupt import caused_by_interrupt, say_interrupted
 from sdm.errors import SdmError
 
 P = ParamSpec("P")
@@ -124,9 +125,6 @@ def error(message: str, hint: str | None = None) -> None:
     sys.stderr.flush()
 
 
-INTERRUPTED = "interrupted"
-
-
 def model_files(paths: Sequence[Path], what: str) -> list[Path]:
     """Files as given, and a folder as the model files in it (recursively); a missing one fails."""
     from sdm.errors import BadInput
@@ -153,7 +151,7 @@ def model_files(paths: Sequence[Path], what: str) -> list[Path]:
 
 def fail(error_: SdmError) -> typer.Exit:
     if error_.exit_code == 130:
-        sys.stderr.write(f"sdm: {INTERRUPTED}\n")
+        say_interrupted()
     else:
         error(error_.message, error_.hint)
     return typer.Exit(error_.exit_code)
@@ -175,7 +173,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(0) from None
         except (KeyboardInterrupt, typer.Abort):
             # typer.confirm turns Ctrl-C into Abort: the same 130, not click's "Aborted!".
-            sys.stderr.write(f"\nsdm: {INTERRUPTED}\n" if stdin_is_tty() else f"sdm: {INTERRUPTED}\n")
+            say_interrupted(fresh_line=stdin_is_tty())
             raise typer.Exit(130) from None
         except typer.Exit:
             raise
@@ -185,6 +183,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             sys.stderr.write(f"sdm: error: {exc.strerror or exc}{where}\n")
             raise typer.Exit(1) from None
         except Exception as exc:
+            if caused_by_interrupt(exc):
+                # Python wraps a Ctrl-C that lands in some hooks (class creation's
+                # __set_name__) in a RuntimeError: still an interruption, not a bug.
+                say_interrupted(fresh_line=stdin_is_tty())
+                raise typer.Exit(130) from None
             if DEBUG["on"]:
                 raise
             error(f"internal error: {type(exc).__name__}: {exc}", "run with --debug for the traceback")

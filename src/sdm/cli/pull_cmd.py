@@ -1,6 +1,5 @@
 """sdm pull: parse options, plan, check space, transfer, report."""
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -8,8 +7,8 @@ import typer
 
 from sdm.cli import complete
 from sdm.cli.base import app, settings
+from sdm.cli.interrupt import say_interrupted
 from sdm.cli.output import (
-    INTERRUPTED,
     echo,
     handle_errors,
     human_size,
@@ -198,7 +197,7 @@ def pull(
     except KeyboardInterrupt:
         began = reporter.interrupted() if reporter is not None else False
         kept = "; the partial file is kept: run the same command to resume" if began else ""
-        sys.stderr.write(f"\nsdm: {INTERRUPTED}{kept}\n")
+        say_interrupted(kept, fresh_line=True)
         raise typer.Exit(130) from None
     except BaseException:
         if reporter is not None:
