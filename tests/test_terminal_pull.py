@@ -226,6 +226,27 @@ def test_no_verify_hash_says_the_hash_was_not_verified(sdm, hub, catalog):
     assert " verified," not in result.out and "verified)" not in result.out
 
 
+def test_progress_json_keeps_stderr_all_json_for_warnings_and_errors(sdm, hub, catalog):
+    # A GUI reading --progress json parses every stderr line: a warning or a failure
+    # before any file starts is an event too, never an `sdm: warning/error:` text line.
+    data = sd15_like(12)
+    hub.add_hf("org/w", "w.safetensors", data, wrong_bytes=True)
+    catalog(entry("ww", "org/w", "w.safetensors", data))
+    result = sdm("pull", "ww", "--no-verify-hash", "--progress", "json")
+    assert result.code == 0, result
+    events = [json.loads(line) for line in result.err.splitlines()]
+    warnings = [e for e in events if e["event"] == "warning"]
+    assert warnings and all(e["file"] is None for e in warnings), events
+    assert any("sha256" in e["message"] for e in warnings), warnings
+
+    for args, code in ((["nosuch"], 2), (["ww", "--fp16"], 2), (["nosuch", "--dry-run"], 2)):
+        result = sdm("pull", *args, "--progress", "json")
+        assert result.code == code, result
+        events = [json.loads(line) for line in result.err.splitlines()]
+        assert events[-1]["event"] == "error" and events[-1]["exit_code"] == code
+        assert events[-1]["message"] and "hint" in events[-1]
+
+
 def test_same_bytes_in_the_store_are_linked_not_present(sdm, hub, catalog):
     data = sd15_like(11)
     hub.add_hf("org/l", "first.safetensors", data)

@@ -238,6 +238,14 @@ class JsonReporter(LineReporter):
     def activity(self, message: str) -> None:
         self._event("status", file=None, message=message)
 
+    def warning(self, text: str) -> None:
+        self._event("warning", file=None, message=text)
+
+    def error(self, error: SdmError) -> None:
+        """A failure of the whole pull (an unknown id, a bad spec file): the event that
+        stands for the `sdm: error:` line, so that stderr stays all JSON."""
+        self._event("error", file=None, message=error.message, hint=error.hint, exit_code=error.exit_code)
+
     def _plan_status(self, plan: Plan, message: str) -> None:
         self._event("status", file=label(plan), message=message)
 

@@ -16,7 +16,7 @@ from sdm.cli.output import (
     stderr_is_tty,
     warn,
 )
-from sdm.errors import BadInput
+from sdm.errors import BadInput, SdmError
 
 if TYPE_CHECKING:
     from sdm.cli.progress import LineReporter
@@ -164,12 +164,19 @@ def pull(
     from sdm import api
     from sdm.catalog import MODEL_TYPES
     from sdm.cli.catalog_cmds import check_choices
+    from sdm.cli.progress import JsonReporter, LineReporter
 
     precisions = [p for p, on in (("fp16", fp16), ("fp32", fp32), ("bf16", bf16), ("fp8", fp8)) if on]
     if len(precisions) > 1 or (pruned and full):
         raise BadInput("choose one of --fp16/--fp32/--bf16/--fp8 and one of --pruned/--full")
     model_type = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
-    reporter = None if dry_run else _reporter(quiet, as_json, progress)
+    mode = _progress_mode(progress)
+    reporter: LineReporter | None
+    if dry_run:  # nothing to show progress of; under --progress json, errors are still events
+        reporter = JsonReporter(quiet=True) if mode == "json" else None
+    else:
+        reporter = _reporter(quiet, as_json, mode)
+    events = reporter if isinstance(reporter, JsonReporter) else None
     try:
         report = api.pull(
             specs or [],
@@ -191,9 +198,16 @@ def pull(
             connections=connections,
             parallel=parallel,
             reporter=reporter,
-            warn=warn,
+            warn=events.warning if events is not None else warn,
             settings=settings(),
         )
+    except SdmError as exc:
+        if reporter is not None:
+            reporter.interrupted()  # stop its ticker
+        if events is None:
+            raise
+        events.error(exc)  # stderr stays JSON lines: the event instead of the text line
+        raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         began = reporter.interrupted() if reporter is not None else False
         kept = "; the partial file is kept: run the same command to resume" if began else ""
@@ -204,7 +218,10 @@ def pull(
             reporter.interrupted()
         raise
     if reporter is not None:
-        reporter.close()
+        if dry_run:
+            reporter.interrupted()
+        else:
+            reporter.close()
     if report.dry_run:
         _print_plan(report.plans, as_json)
         return
@@ -233,15 +250,19 @@ def _load_hints(plans: list["Plan"], outcomes: list["Outcome"]) -> list[str]:
 PROGRESS_MODES = ("auto", "bars", "lines", "json", "none")
 
 
-def _reporter(quiet: bool, as_json: bool, mode: str | None) -> "LineReporter":
-    """Bars when stderr is a terminal, lines when it is not, JSON events on request."""
+def _progress_mode(option: str | None) -> str:
     import os
 
-    from sdm.cli.progress import JsonReporter, LineReporter, RichReporter
-
-    mode = (mode or os.environ.get("SDM_PROGRESS") or "auto").strip().lower()
+    mode = (option or os.environ.get("SDM_PROGRESS") or "auto").strip().lower()
     if mode not in PROGRESS_MODES:
         raise BadInput(f"unknown progress mode '{mode}' (choose from: {', '.join(PROGRESS_MODES)})")
+    return mode
+
+
+def _reporter(quiet: bool, as_json: bool, mode: str) -> "LineReporter":
+    """Bars when stderr is a terminal, lines when it is not, JSON events on request."""
+    from sdm.cli.progress import JsonReporter, LineReporter, RichReporter
+
     if mode == "json":
         return JsonReporter(quiet=quiet, as_json=as_json)
     if quiet or mode == "none":
