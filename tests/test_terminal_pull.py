@@ -289,3 +289,62 @@ def test_an_unreachable_host_says_each_retry_then_names_the_host(sdm, monkeypatc
     assert len(retries) == 4 and retries[0].startswith("retry 1/4 in ")
     assert f"(127.0.0.1:{port})" in retries[0]
     assert f"sdm: error: cannot reach 127.0.0.1:{port}: " in result.err
+
+
+RESOLVER = """
+import os, socket
+
+_real = socket.getaddrinfo
+
+
+def _lookup(host, *args, **kwargs):
+    # As an offline machine's resolver answers: at once, and the same every time.
+    if isinstance(host, str) and host.endswith(".invalid"):
+        with open(os.environ["DNS_LOG"], "a") as log:
+            log.write(host + "\\n")
+        code = int(os.environ["DNS_FAILURE"])
+        temporary = code == socket.EAI_AGAIN
+        why = "Temporary failure in name resolution" if temporary else "Name or service not known"
+        raise socket.gaierror(code, why)
+    return _real(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _lookup
+"""
+
+
+@pytest.mark.parametrize(("failure", "lookups"), [("EAI_NONAME", 1), ("EAI_AGAIN", 2)])
+def test_a_host_name_that_does_not_resolve_fails_at_once(tmp_path, store, failure, lookups):
+    # The resolver runs in the sdm process (sitecustomize): no packet leaves the machine.
+    import os
+    import socket
+    import subprocess
+
+    from ptyrun import installed_sdm
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(RESOLVER)
+    log = tmp_path / "dns.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(site),
+        "DNS_LOG": str(log),
+        "DNS_FAILURE": str(getattr(socket, failure)),
+    }
+    began = time.monotonic()
+    result = subprocess.run(
+        [installed_sdm(), "pull", "http://models.invalid/x.safetensors", "--type", "lora"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    took = time.monotonic() - began
+    assert result.returncode == 1, result.stderr
+    assert log.read_text().splitlines() == ["models.invalid"] * lookups  # no retry budget spent on it
+    errors = [line for line in result.stderr.splitlines() if line.startswith("sdm: error:")]
+    assert len(errors) == 1 and "cannot reach models.invalid" in errors[0]
+    assert "sdm: hint: is this machine offline?" in result.stderr
+    assert took < 10

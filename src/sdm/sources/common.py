@@ -40,6 +40,28 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError)
 
 
+def name_lookup_failure(exc: BaseException) -> str | None:
+    """'unknown' when the resolver said the host name does not exist (an offline machine
+    says so at once, and will again: no retry), 'temporary' when it could not answer
+    now (one retry), None when the name was not the problem."""
+    import socket
+
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, socket.gaierror):
+            return "temporary" if link.errno == socket.EAI_AGAIN else "unknown"
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    # httpx keeps only the message of the resolver's error.
+    why = _why(exc).lower()
+    if "temporary failure in name resolution" in why:
+        return "temporary"
+    if "name or service not known" in why or "nodename nor servname" in why or "no address associated" in why:
+        return "unknown"
+    return None
+
+
 def _why(exc: BaseException) -> str:
     """An exception as a few plain words: no '[Errno -3]', no Python quotes."""
     import re
@@ -65,7 +87,7 @@ def _unreachable(exc: BaseException, client: httpx.Client, what: str, host: str)
             "sdm config set stall_timeout 120",
         )
     why = _why(exc)
-    offline = "name resolution" in why or "not known" in why or "nodename" in why
+    offline = name_lookup_failure(exc) is not None
     return NetworkError(
         f"cannot reach {where}: {why}",
         hint="is this machine offline? check the network, then run the same command"
@@ -108,7 +130,14 @@ def request(
             host = urlsplit(url).netloc
             # A server that stayed silent for the whole stall timeout will not answer
             # the next attempt either: fail now, not after five more waits.
-            if not _transient(exc) or attempt == attempts - 1 or isinstance(exc, httpx.TimeoutException):
+            lookup = name_lookup_failure(exc)
+            if (
+                not _transient(exc)
+                or attempt == attempts - 1
+                or isinstance(exc, httpx.TimeoutException)
+                or lookup == "unknown"
+                or (lookup == "temporary" and attempt >= 1)
+            ):
                 raise _unreachable(exc, client, what, host) from None
             delay = retry_delay(attempt)
             activity.note(f"retry {attempt + 1}/{attempts - 1} in {delay:.1f} s: {_why(exc)} ({host})")
