@@ -234,3 +234,53 @@ def test_a_built_tree_serves_another_machine(sdm, hub, tmp_path, monkeypatch):
         assert (second / "loras" / "a.safetensors").read_bytes() == data
     finally:
         served.close()
+
+
+def _old_checkpoint_catalog(tmp_path, monkeypatch) -> None:
+    """A catalog entry with only a pickle checkpoint: `--fp16 --convert` makes the fp16 file."""
+    variant = {
+        "name": "fp32",
+        "source": {"hf": {"repo": "org/old", "path": "old.ckpt"}},
+        "filename": "old.ckpt",
+        "format": "ckpt",
+        "precision": "fp32",
+    }
+    model = {"id": "old", "name": "Old", "type": "checkpoint", "base": "sd15", "variants": [variant]}
+    path = tmp_path / "cat.yaml"
+    path.write_text(yaml.safe_dump({"models": [model]}))
+    monkeypatch.setenv("SDM_CATALOG", str(path))
+
+
+@pytest.mark.parametrize("on_mirror", [True, False])
+def test_frozen_install_of_a_converted_file(sdm, hub, mirror, tmp_path, monkeypatch, on_mirror):
+    # A manifest entry made by `--fp16 --convert`: a mirror holding the converted file
+    # serves it as it is, hubs down; a mirror without it falls back to pull + convert.
+    from modelfiles import checkpoint_bytes
+    from test_convert import BASE
+
+    original = checkpoint_bytes({"model.diffusion_model.w": BASE})
+    hub.add_hf("org/old", "old.ckpt", original)
+    _old_checkpoint_catalog(tmp_path, monkeypatch)
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert sdm("--home", str(first), "pull", "old", "--fp16", "--convert").code == 0
+    exported = sdm("--home", str(first), "export")
+    [entry] = yaml.safe_load(exported.out)["models"]
+    assert entry["convert"] is True and entry["source_sha256"] == sha(original)
+    manifest = tmp_path / "models.yaml"
+    manifest.write_text(exported.out)
+    if on_mirror:
+        tree = tmp_path / "tree"
+        assert sdm("--home", str(first), "mirror", "build", str(tree)).code == 0
+        mirror.root = tree
+        hub.close()  # Hugging Face is gone: any request to it fails
+    asked = len(hub.requests)
+    monkeypatch.setenv("SDM_MIRRORS", mirror.url)
+    result = sdm("--home", str(second), "pull", "-f", str(manifest), "--frozen", "--json")
+    assert result.code == 0, result
+    assert outcome(result)["status"] == ("downloaded" if on_mirror else "converted")
+    assert (len(hub.requests) == asked) is on_mirror
+    fields = ("filename", "sha256", "source", "id", "variant", "precision")
+    listed = [{k: i[k] for k in fields} for i in sdm("--home", str(second), "list", "--json").json()]
+    assert listed == [{k: i[k] for k in fields} for i in sdm("--home", str(first), "list", "--json").json()]
+    # The second machine's store exports the same manifest: the conversion is still on record.
+    assert sdm("--home", str(second), "export").out == exported.out

@@ -28,6 +28,7 @@ def build(store: Store, catalog: Catalog) -> Manifest:
         entry: dict[str, Any] = {"type": record.type, "sha256": record.sha256, "filename": item.path.name}
         if record.converted_from is not None:
             entry["convert"] = True
+            entry["source_sha256"] = record.converted_from.sha256
         model = catalog.find(record.id) if record.id else None
         variant = (record.variant or "").removesuffix("+fp16")
         if model is not None and model.variant(variant) is not None:

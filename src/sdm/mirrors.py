@@ -13,12 +13,12 @@ mirror costs time, never a wrong file. docs/fleet.md has the recipes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from sdm.download.http import Credentials, netloc
-from sdm.errors import NetworkError
+from sdm.errors import NetworkError, NotFound
 
 if TYPE_CHECKING:
     import httpx
@@ -92,10 +92,22 @@ class Mirrors:
         return locate
 
     def attach(self, plan: Plan) -> None:
-        """Mirrors before the plan's source when its sha256 is known; else once the hub says it."""
-        plan.fetch.by_sha256 = self.locators
-        if plan.sha256:
-            plan.fetch.content = self.locators(plan.sha256)
+        attach(plan, self.locators)
+
+
+def attach(plan: Plan, locators: Callable[[str], list[tuple[str, Locator]]]) -> None:
+    """Mirrors before the plan's source when its sha256 is known; else once the hub says it."""
+    plan.fetch.by_sha256 = locators
+    if plan.sha256:
+        plan.fetch.content = locators(plan.sha256)
+
+
+class NotOnMirrors(NotFound):
+    """A file only the mirrors can serve as it is; fallback plans how to make it instead."""
+
+    def __init__(self, message: str, *, fallback: Callable[[], Plan]) -> None:
+        super().__init__(message)
+        self.fallback = fallback
 
 
 def for_run(settings: Resolved, creds: Credentials) -> Mirrors | None:
@@ -112,7 +124,7 @@ def pinned_plan(planner: Planner, entry: Entry) -> Plan | None:
     from sdm.plan import Fetch, Plan, catalog_facts
     from sdm.resolve import vocab_from_filename
 
-    if not (entry.sha256 and entry.options.type and entry.filename) or entry.convert:
+    if not (entry.sha256 and entry.options.type and entry.filename):
         return None
     model = planner.catalog.find(entry.spec.strip().lower())
     asked = entry.options.request.variant
@@ -123,15 +135,22 @@ def pinned_plan(planner: Planner, entry: Entry) -> Plan | None:
     lock = threading.Lock()
     found: list[Plan] = []
 
-    def locate_at_source(client: httpx.Client) -> Location:
+    def source_plan() -> Plan:
         from sdm.plan import pin, plan_one
-        from sdm.pull import locate
 
         with lock:
             if not found:
-                real = plan_one(planner, entry.spec, entry.options, False)
+                real = plan_one(planner, entry.spec, entry.options, entry.convert)
                 found.append(pin(real, entry.sha256, entry.where))
-        return locate(found[0], client)
+        return found[0]
+
+    def locate_at_source(client: httpx.Client) -> Location:
+        from sdm.pull import locate
+
+        if entry.convert:
+            # No mirror has the converted file: the original is pulled and converted again.
+            raise NotOnMirrors(f"no mirror has {entry.filename}", fallback=source_plan)
+        return locate(source_plan(), client)
 
     plan = Plan(
         spec=entry.spec,
@@ -152,6 +171,16 @@ def pinned_plan(planner: Planner, entry: Entry) -> Plan | None:
     if model is not None and variant is not None:
         plan = replace(plan, source=variant.source.describe(), **catalog_facts(model, variant))
         plan.fetch.source = plan.source
+    if entry.convert:
+        # The mirror serves the converted file itself, as the first machine made it.
+        plan = replace(
+            plan,
+            variant=f"{plan.variant}+fp16" if plan.variant else None,
+            format="safetensors",
+            precision="fp16",
+            size=None,
+            converted_from=(plan.source, entry.source_sha256) if entry.source_sha256 else None,
+        )
     return plan
 
 

@@ -96,6 +96,8 @@ class Plan:
     reasons: tuple[str, ...] = ()
     convert: bool = False  # pull this, then convert it to fp16 safetensors
     pinned: str | None = None  # sha256 a manifest demands (pull -f --frozen)
+    # (source, sha256) of the original, for a converted file fetched as it is (from a mirror)
+    converted_from: tuple[str, str] | None = None
     description: str = ""
     trigger_words: tuple[str, ...] = ()
     weight: float | None = None

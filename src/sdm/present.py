@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from sdm.errors import VerificationFailed
 from sdm.formats.hashes import sha256_file
-from sdm.store import Record, Store
+from sdm.store import ConvertedFrom, Record, Store
 
 if TYPE_CHECKING:
     from sdm.plan import Plan
@@ -94,6 +94,7 @@ def _adopt(store: Store, plan: Plan, record: Record) -> Record:
 
 def record_for(plan: Plan, source: str, size: int, sha256: str, found: Verified | None = None) -> Record:
     """The record of a file placed for this plan; what the bytes showed fills what the plan lacks."""
+    made = plan.converted_from
     return Record(
         filename=plan.dest.name,
         type=plan.type,
@@ -104,8 +105,9 @@ def record_for(plan: Plan, source: str, size: int, sha256: str, found: Verified 
         base=plan.base or (found.base if found else None),
         format=plan.format,
         precision=plan.precision or (found.precision if found else None),
-        source=source,
+        source=f"converted from {source} (sha256 {made[1]})" if made else source,
         origin=source,
+        converted_from=ConvertedFrom(*made) if made else None,
     )
 
 

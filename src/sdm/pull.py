@@ -206,11 +206,16 @@ def _at_source(fetch: Fetch, client: httpx.Client) -> Location:
 
 
 def locate_all(
-    store: Store, plans: Sequence[Plan], client: httpx.Client, force: bool
+    store: Store, plans: list[Plan], client: httpx.Client, force: bool
 ) -> list[tuple[Plan, SdmError]]:
-    """Metadata for every plan whose file is not already in place; no file bytes move."""
+    """Metadata for every plan whose file is not already in place; no file bytes move.
+
+    A plan that only mirrors could serve as it is (a converted file) is replaced,
+    in plans, by the plan that makes it when no mirror has it."""
+    from sdm.mirrors import NotOnMirrors, attach
+
     failures: list[tuple[Plan, SdmError]] = []
-    for plan in plans:
+    for index, plan in enumerate(plans):
         try:
             if not force and (
                 existing(store, plan) is not None
@@ -219,7 +224,16 @@ def locate_all(
             ):
                 continue
             if plan.fetch.location is None:
-                plan.fetch.location = locate(plan, client)
+                try:
+                    plan.fetch.location = locate(plan, client)
+                except NotOnMirrors as missing:
+                    asked = plan.fetch.by_sha256
+                    plans[index] = plan = missing.fallback()
+                    if asked is not None:
+                        attach(plan, asked)
+                    if plan.convert and converted(store, plan) is not None and not force:
+                        continue
+                    plan.fetch.location = locate(plan, client)
         except SdmError as exc:
             failures.append((plan, exc))
         except Exception as exc:

@@ -32,6 +32,7 @@ class Entry:
     convert: bool = False
     filename: str | None = None  # a manifest's (sdm export): lets --frozen plan without the hub
     source: str | None = None  # a manifest's source URI
+    source_sha256: str | None = None  # a converted file's original (sdm export), for the record
 
 
 FLAG_VALUES = {
@@ -63,7 +64,7 @@ def apply(base: PullOptions, changes: dict[str, Any], where: str) -> PullOptions
             request = replace(request, precision=key)
         elif key in ("pruned", "full") and value:
             request = replace(request, weights=key)
-        elif key not in ("spec", "id", "url", "sha256", "convert", "filename", "source"):
+        elif key not in ("spec", "id", "url", "sha256", "convert", "filename", "source", "source_sha256"):
             raise BadInput(f"{where}: unknown option '{key}'")
     return replace(opts, request=request)
 
@@ -166,6 +167,7 @@ def _read_yaml(path: Path, text: str, base: PullOptions) -> list[Entry]:
                     bool(item.get("convert")),
                     _text(item.get("filename")),
                     _text(item.get("source")),
+                    _sha(item.get("source_sha256"), where),
                 )
             )
         else:
