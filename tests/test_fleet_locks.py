@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from modelfiles import big_safetensors
 
 SPEC = "hf://org/slow/slow.safetensors"
@@ -70,3 +72,45 @@ def test_the_lock_of_a_crashed_host_is_taken_over_after_the_lease(hub, store):
     assert "took over the lock of sdm on alpha" in err, err  # status lines go to stderr
     assert (store / "checkpoints" / "slow.safetensors").read_bytes() == data
     assert not lock.exists()
+
+
+def holder_of(lock: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads(lock.read_bytes() or b"{}").get("host")
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.mark.parametrize("resumes", ["while the other downloads", "after the other finished"])
+def test_a_holder_taken_over_while_stopped_places_nothing_when_it_resumes(hub, store, resumes):
+    # A holder paused past the lease (a suspended laptop, a VM frozen, NFS gone for a
+    # minute) is taken over; once it runs again it must stop, never place or resume the
+    # file the other process now owns, and say so in one line.
+    data = big_safetensors(1, seed=3)
+    hosted = hub.add_hf("org/slow", "slow.safetensors", data, rate=100_000)
+    folder = store / "checkpoints"
+    lock, partial = folder / "slow.safetensors.sdm-lock", folder / "slow.safetensors.sdm-partial"
+    first = start(store, "alpha", lease=1)
+    wait_for(lambda: partial.exists() and partial.stat().st_size > 0, "the first pull's bytes")
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        if resumes == "after the other finished":
+            hosted.faults.rate = None
+        second = start(store, "beta", lease=1)
+        wait_for(lambda: holder_of(lock) == "beta", "the take-over")
+        if resumes == "after the other finished":
+            _, err_second = second.communicate(timeout=120)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    _, err_first = first.communicate(timeout=60)
+    if resumes == "while the other downloads":
+        assert second.poll() is None  # the first stopped while the second was still at it
+        _, err_second = second.communicate(timeout=120)
+    assert second.returncode == 0, err_second
+    assert first.returncode == 1, err_first
+    errors = [line for line in err_first.splitlines() if line.startswith("sdm: error:")]
+    assert len(errors) == 1 and "took over the download of slow.safetensors" in errors[0], err_first
+    assert (folder / "slow.safetensors").read_bytes() == data
+    assert [p.name for p in folder.iterdir() if ".sdm-" in p.name] == []  # no partial, state or lock

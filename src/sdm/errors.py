@@ -89,3 +89,8 @@ class DiskFull(SdmError):
 
 class Busy(SdmError):
     """Another sdm process holds the file."""
+
+
+class TakenOver(Busy):
+    """Another sdm process took this file's lock over (this one had stopped for a whole
+    lease: suspended, or cut off from a shared store); the file is that process's now."""

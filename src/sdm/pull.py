@@ -28,6 +28,7 @@ from sdm.errors import (
     NotFound,
     RemoteError,
     SdmError,
+    TakenOver,
     VerificationFailed,
 )
 from sdm.names import lock_path, partial_path, state_path
@@ -317,7 +318,7 @@ class Puller:
             on_wait=lambda m: self.reporter.status(plan, m),
             lease=self.tuning.lock_lease,
             host=self.tuning.host_id,
-        ):
+        ) as holder:
             if plan.convert and not self.opts.force:
                 done = converted(self.store, plan)
                 if done is not None:
@@ -339,7 +340,7 @@ class Puller:
                         plan, "present", plan.dest, record.size, record.sha256, time.monotonic() - started
                     )
                     return self._convert(outcome) if plan.convert else outcome
-            outcome = self._transfer(plan, started)
+            outcome = self._transfer(plan, started, holder)
             return self._convert(outcome) if plan.convert else outcome
 
     def _link_twin(self, plan: Plan, source: Path, started: float) -> Outcome:
@@ -396,13 +397,13 @@ class Puller:
             outcome.warnings,
         )
 
-    def _transfer(self, plan: Plan, started: float) -> Outcome:
+    def _transfer(self, plan: Plan, started: float, holder: lock.Holder) -> Outcome:
         fetch = plan.fetch
         while True:
             try:
-                return self._transfer_from(plan, started)
+                return self._transfer_from(plan, started, holder)
             except SdmError as exc:
-                if fetch.home is None or self.cancel.is_set():
+                if fetch.home is None or self.cancel.is_set() or isinstance(exc, TakenOver):
                     raise  # the plan's own source failed: as without mirrors
                 # A content mirror failed or served other bytes (deleted unplaced):
                 # the next mirror, then the source, as pull.locate() finds them.
@@ -411,7 +412,7 @@ class Puller:
                 fetch.notes.append(f"mirror {failed}: {exc.message}")
                 self.reporter.status(plan, f"mirror {failed} failed ({exc.message}); trying the next")
 
-    def _transfer_from(self, plan: Plan, started: float) -> Outcome:
+    def _transfer_from(self, plan: Plan, started: float, holder: lock.Holder) -> Outcome:
         partial = partial_path(plan.dest)
         fetch = plan.fetch
         first = {"location": fetch.location}
@@ -441,8 +442,13 @@ class Puller:
             on_bytes=lambda n: self.reporter.advance(plan, n),
             on_status=lambda m: self.reporter.status(plan, m),
             cancel=self.cancel,
+            abandon=holder.lost,
+            still_ours=lambda: holder.still_held() is None,
         )
-        result = engine.download(transfer)
+        try:
+            result = engine.download(transfer)
+        except TakenOver as exc:
+            raise holder.still_held() or exc from None  # the message that names the new holder
         hashes = dict(plan.other_sha256)
         if result.location.sha256:
             hub = "Hugging Face" if plan.source.startswith("hf://") else "the hub"
@@ -459,12 +465,18 @@ class Puller:
                 on_status=lambda m: self.reporter.status(plan, m),
             )
         except Exception:
-            # Bytes that failed a check (or made a checker fail) are never kept for a resume.
-            partial.unlink(missing_ok=True)
-            state_path(partial).unlink(missing_ok=True)
+            if holder.still_held() is None:  # else the partial file is another process's now
+                # Bytes that failed a check (or made a checker fail) are never kept for a resume.
+                partial.unlink(missing_ok=True)
+                state_path(partial).unlink(missing_ok=True)
             raise
         for warning in verified.warnings:
             self.warn(warning)
+        taken = holder.still_held()
+        if taken is not None:
+            # Paused past the lease (suspended, cut off from a shared store): what this run
+            # verified may already be the other process's file; place nothing.
+            raise taken
         os.replace(partial, plan.dest)
         state_path(partial).unlink(missing_ok=True)
         record = record_for(plan, fetch.origin, result.size, result.sha256, verified)

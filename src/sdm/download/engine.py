@@ -54,7 +54,7 @@ from sdm.download.job_state import JobState, Piece
 from sdm.download.location import Location, Locator
 from sdm.download.ranges import MIB, RangeSet, carve
 from sdm.download.state import TransferState
-from sdm.errors import NetworkError, RemoteError, SdmError, VerificationFailed
+from sdm.errors import NetworkError, RemoteError, SdmError, TakenOver, VerificationFailed
 from sdm.names import state_path
 
 # Per connection: bytes go from the socket into it, then to the file. At most
@@ -79,6 +79,10 @@ class Transfer:
     on_bytes: Callable[[int], None] = lambda n: None
     on_status: Callable[[str], None] = lambda s: None
     cancel: threading.Event = field(default_factory=threading.Event)  # set on Ctrl-C
+    # Set when another process has taken the file over: stop, and touch the partial no more.
+    abandon: threading.Event | None = None
+    # Asked before each state save: whether the partial file is still this transfer's.
+    still_ours: Callable[[], bool] = lambda: True
     expected_size: int | None = None  # the catalog's: compared with the server's before any byte moves
     sha256: str | None = None  # a hash known before the transfer (catalog, hub), checked after it
     min_rate: int = 1024  # bytes/s a connection must deliver over stall_timeout; 0: no floor
@@ -232,16 +236,21 @@ class _Job:
                 job.exited.wait(0.05)
                 if t.cancel.is_set():
                     raise Cancelled("interrupted")
+                if t.abandon is not None and t.abandon.is_set():
+                    raise TakenOver("another sdm process took this file over")
                 now = time.monotonic()
                 if now - last_state >= STATE_EVERY:
+                    if not t.still_ours():
+                        raise TakenOver("another sdm process took this file over")
                     self._save_state()
                     last_state = now
-        except BaseException:
+        except BaseException as exc:
             job.stop_all()
             deadline = time.monotonic() + 2
             for th in threads:
                 th.join(timeout=max(0.0, deadline - time.monotonic()))
-            self._save_state()
+            if not isinstance(exc, TakenOver) and t.still_ours():  # else the state is another's
+                self._save_state()
             raise
         if job.error is not None or job.done.covered() != loc.size:
             self._save_state()  # for the next run; a finished file is synced once, by run()

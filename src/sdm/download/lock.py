@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sdm.errors import Busy
+from sdm.errors import Busy, TakenOver
 
 LEASE = 60.0  # seconds a lock may go unchanged before another host's waiter takes it over
 EMPTY_GRACE = 5.0  # seconds an empty or non-JSON lock file is given before it is taken over
@@ -86,6 +86,7 @@ class Holder:
         self.token = uuid.uuid4().hex  # this claim, so a release never removes another's lock
         self.beat = 0
         self.robbed = False
+        self.lost = threading.Event()  # set when another process has taken this lock over
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -123,13 +124,23 @@ class Holder:
     def _heartbeat(self) -> bool:
         try:
             fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            # Gone: renamed away by a waiter that judged this holder dead (a new lock
+            # follows at once), or already released by that waiter when it finished.
+            time.sleep(0.1)
+            if self.path.exists():
+                return True  # the next beat reads whose it is
+            self.robbed = True
+            self.lost.set()
+            return False
         except OSError:
-            return True  # mid take-over, or a hiccup: the next beat looks again
+            return True  # a hiccup of the filesystem: the next beat tries again
         try:
             # Check and write through one descriptor: if a waiter renamed this lock away
             # meanwhile, the write lands in its grave, never in the new holder's lock.
             if _parse(os.pread(fd, SIZE * 2, 0)).get("token") != self.token:
                 self.robbed = True
+                self.lost.set()
                 return False
             self.beat += 1
             os.pwrite(fd, self.content(), 0)
@@ -138,6 +149,19 @@ class Holder:
         finally:
             os.close(fd)
         return True
+
+    def still_held(self) -> TakenOver | None:
+        """None while the lock is this claim's; else the error naming who took it over."""
+        data = _parse(_read(self.path))
+        if not self.lost.is_set() and data.get("token") == self.token:
+            return None
+        self.lost.set()
+        taker = who(data) if data else "another sdm process"
+        return TakenOver(
+            f"{taker} took over the download of {self.path.name.removesuffix('.sdm-lock')} while this "
+            "one was stopped for a whole lease; it is that process's to finish",
+            hint="nothing of this run was placed; run the same command to check the result",
+        )
 
     def release(self) -> None:
         self._stop.set()
