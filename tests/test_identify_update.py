@@ -152,3 +152,39 @@ def test_catalog_entries_whose_pin_moved_on(sdm, hub, catalog, store):  # noqa: 
     assert result.code == 1 and result.out.startswith("["), result
     [item] = result.json()
     assert item["id"] == "m" and item["installed"] == "v1" and "pins another file" in item["reason"]
+
+
+def test_a_file_changed_on_a_hugging_face_main_branch_is_outdated(sdm, hub, store):
+    old, new = lora_like(21), lora_like(22)
+    hub.add_hf("org/glow", "glow.safetensors", old)
+    hub.add_hf("org/pinned", "p.safetensors", lora_like(23))
+    assert sdm("pull", "hf://org/glow/glow.safetensors", "--type", "lora").code == 0
+    pin = "0123456789abcdef0123456789abcdef01234567"
+    assert sdm("pull", f"hf://org/pinned/p.safetensors@{pin}", "--type", "lora").code == 0
+    assert sdm("outdated").code == 0  # the same bytes on main: current
+    hub.add_hf("org/glow", "glow.safetensors", new)  # the repo's owner pushed a new file
+    hub.add_hf("org/pinned", "p.safetensors", lora_like(24))  # a pinned revision is not offered
+    result = sdm("outdated", "--json")
+    assert result.code == 1, result
+    [item] = result.json()
+    assert set(item) == OUTDATED
+    assert item["spec"] == "hf://org/glow/glow.safetensors"
+    assert item["installed"] == f"sha256 {sha(old)[:12]}" and item["newest"].startswith(
+        f"sha256 {sha(new)[:12]}"
+    )
+    assert item["version"] == f"hf://org/glow/glow.safetensors@{sha(new)[:12]}" and item["size"] == len(new)
+
+    # Same name: `update` alone says how, `--replace` puts the new bytes in place.
+    placed = store / "loras" / "glow.safetensors"
+    kept = sdm("update")
+    assert kept.code == 0 and "update it with --replace" in kept.err
+    assert placed.read_bytes() == old
+    assert sdm("update", "--replace").code == 0
+    assert placed.read_bytes() == new
+    assert sdm("outdated").code == 0
+
+    # --ignore remembers the version it is offered under.
+    hub.add_hf("org/glow", "glow.safetensors", old)
+    offered = sdm("outdated", "--json").json()[0]["version"]
+    assert sdm("update", "--ignore", offered).code == 0
+    assert sdm("outdated").code == 0

@@ -471,8 +471,17 @@ def update(
     found = outdated(targets, any_base=any_base, settings=settings)
     done = []
     for item in found:
+        if item.in_place and not replace:
+            warn(f"{item.path.name}: the newer file has the same name; update it with --replace")
+            continue
         report = pull(
-            [item.spec], variant=item.variant, force=replace, reporter=reporter, warn=warn, settings=settings
+            [item.spec],
+            variant=item.variant,
+            type=item.type,
+            force=replace,
+            reporter=reporter,
+            warn=warn,
+            settings=settings,
         )
         placed = [o.path for o in report.outcomes]
         if replace and report.ok and placed and item.path not in placed:

@@ -85,12 +85,19 @@ class HubAPI:
         self.close()
 
     # --- requests -------------------------------------------------------------
-    def get(self, url: str, what: str, auth_error: Callable[[httpx.Response], SdmError] | None = None) -> Any:
-        """GET url as JSON, from the cache while it is fresh."""
+    def get(
+        self,
+        url: str,
+        what: str,
+        auth_error: Callable[[httpx.Response], SdmError] | None = None,
+        revalidate: bool = False,
+    ) -> Any:
+        """GET url as JSON, from the cache while it is fresh; with revalidate, always ask
+        (a cheap 304 when the answer has not changed): for checks that must be current."""
         entry_path = self._entry(url)
         entry = _read(entry_path)
         now = time.time()
-        if entry is not None and entry.get("expires", 0) > now:
+        if entry is not None and entry.get("expires", 0) > now and not revalidate:
             return entry["body"]
         headers = {"Accept": "application/json"}
         if entry is not None and entry.get("etag"):

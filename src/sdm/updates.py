@@ -3,7 +3,10 @@
 Civitai: a newer version of the same model, of the same base model unless
 any_base (a Pony version of an SDXL LoRA is another model to its user). Two
 batched calls whatever the number of files: the versions by hash, then the
-models by id. The catalog: the entry now pins another file for the installed
+models by id. Hugging Face: a file pulled from a repo's main branch (hf://ORG/REPO/PATH,
+no catalog entry) whose file there now has another sha256; one call per repo. Such
+a file is replaced in place (`sdm update --replace`), as it has no other name. The
+catalog: the entry now pins another file for the installed
 variant (a Hugging Face revision moved on), or its default variant moved on to
 a file of the same kind (format, precision, weights) as the installed one.
 Versions the user said no to (`sdm update --ignore`) are remembered in
@@ -43,6 +46,8 @@ class Outdated:
     size: int | None
     base: str | None
     reason: str
+    in_place: bool = False  # the newer file has the same name: update only with replace
+    type: str | None = None  # for a spec that does not say its type (a Hugging Face file)
 
 
 def ignored(store: Store) -> set[str]:
@@ -72,11 +77,14 @@ def outdated(
     civitai = [
         i for i in items if i.record and not i.record.id and (i.record.origin or "").startswith("civitai://")
     ]
-    if civitai:
+    hf = [(i, ref) for i in items if i.record and not i.record.id and (ref := _hf_main(i.record.origin))]
+    if civitai or hf:
         from sdm.apicache import HubAPI
 
         with HubAPI.open(settings) as api:
-            found += [o for o in _civitai(api, settings, civitai, any_base) if o.version not in skip]
+            if civitai:
+                found += [o for o in _civitai(api, settings, civitai, any_base) if o.version not in skip]
+            found += [o for o in _huggingface(api, settings, hf) if o.version not in skip]
     return sorted(found, key=lambda o: str(o.path))
 
 
@@ -134,6 +142,61 @@ def _catalog(catalog: Catalog, item: Installed) -> Outdated | None:
     )
 
 
+# --- Hugging Face ---------------------------------------------------------------------
+def _hf_main(origin: str | None) -> tuple[str, str] | None:
+    """(repo, path) of a file pulled from a model repo's main branch; None for anything else
+    (a pinned revision is the user's choice, not out of date)."""
+    text = (origin or "").removeprefix("hf://")
+    if not (origin or "").startswith("hf://") or "@" in text or text.startswith("datasets/"):
+        return None
+    parts = text.split("/", 2)
+    return (f"{parts[0]}/{parts[1]}", parts[2]) if len(parts) == 3 and all(parts) else None
+
+
+def _huggingface(
+    api: HubAPI, settings: Resolved, items: Sequence[tuple[Installed, tuple[str, str]]]
+) -> list[Outdated]:
+    from sdm.errors import NotFound
+
+    by_repo: dict[str, list[tuple[Installed, str]]] = {}
+    for item, (repo, path) in items:
+        by_repo.setdefault(repo, []).append((item, path))
+    out = []
+    for repo, files in sorted(by_repo.items()):
+        try:
+            url = f"{settings.hf_endpoint}/api/models/{repo}?blobs=true"
+            data = api.get(url, f"Hugging Face ({repo})", revalidate=True)
+        except NotFound:
+            continue  # the repo is gone: nothing newer to offer
+        siblings = {s.get("rfilename"): s for s in data.get("siblings") or [] if isinstance(s, dict)}
+        commit = str(data.get("sha") or "")[:12]
+        for item, path in files:
+            assert item.record is not None
+            sibling = siblings.get(path) or {}
+            sha = str((sibling.get("lfs") or {}).get("sha256") or "")
+            if not sha or sha == item.record.sha256:
+                continue
+            size = sibling.get("size")
+            out.append(
+                Outdated(
+                    path=item.path,
+                    id=None,
+                    installed=f"sha256 {item.record.sha256[:12]}",
+                    newest=f"sha256 {sha[:12]}" + (f" (commit {commit})" if commit else ""),
+                    spec=f"hf://{repo}/{path}",
+                    variant=None,
+                    version=f"hf://{repo}/{path}@{sha[:12]}",
+                    date=str(data.get("lastModified") or "")[:10] or None,
+                    size=size if isinstance(size, int) else None,
+                    base=item.record.base,
+                    reason=f"{repo} has another {path} on its main branch",
+                    in_place=True,
+                    type=item.record.type,
+                )
+            )
+    return out
+
+
 # --- Civitai --------------------------------------------------------------------------
 def _civitai(api: HubAPI, settings: Resolved, items: Sequence[Installed], any_base: bool) -> list[Outdated]:
     from sdm.apicache import with_query
@@ -146,7 +209,7 @@ def _civitai(api: HubAPI, settings: Resolved, items: Sequence[Installed], any_ba
     for start in range(0, len(model_ids), 100):
         chunk = model_ids[start : start + 100]
         url = with_query(f"{endpoint}/api/v1/models", {"ids": ",".join(map(str, chunk)), "nsfw": "true"})
-        data = api.get(url, "Civitai (models)")
+        data = api.get(url, "Civitai (models)", revalidate=True)
         for model in data.get("items") or [] if isinstance(data, dict) else []:
             models[int(model["id"])] = model
     out = []
