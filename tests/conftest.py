@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -86,6 +87,22 @@ class Result:
 @pytest.fixture
 def sdm() -> Run:
     return Run()
+
+
+@pytest.fixture
+def catalog(tmp_path, monkeypatch):
+    """Write test models as a catalog file and point SDM_CATALOG at it:
+    catalog(model, ...) or catalog([model, ...]); returns the file's path."""
+
+    def write(*models):
+        if len(models) == 1 and isinstance(models[0], list):
+            models = tuple(models[0])
+        path = tmp_path / "test-catalog.yaml"
+        path.write_text(yaml.safe_dump({"models": list(models)}))
+        monkeypatch.setenv("SDM_CATALOG", str(path))
+        return path
+
+    return write
 
 
 @pytest.fixture

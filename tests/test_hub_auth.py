@@ -7,7 +7,7 @@ import json
 
 from fakehub import CIVITAI_TOKEN, HF_TOKEN
 from modelfiles import lora_like, sd15_like
-from test_pull import catalog, model  # noqa: F401  (a fixture, and a helper)
+from test_pull import model
 
 
 def login_file(hub, version=91001):
@@ -92,7 +92,7 @@ def test_hf_token_path_and_the_legacy_variable(sdm, hub, monkeypatch, tmp_path):
     assert sdm("pull", "hf://bfl/flux/flux.safetensors", "--type", "checkpoint").code == 0
 
 
-def test_offline_needs_no_network_for_present_files_and_catalog_plans(sdm, hub, catalog, store, monkeypatch):  # noqa: F811
+def test_offline_needs_no_network_for_present_files_and_catalog_plans(sdm, hub, catalog, store, monkeypatch):
     data = lora_like(3)
     hub.add_hf("org/r", "style.safetensors", data)
     assert sdm("pull", "hf://org/r/style.safetensors", "--type", "lora").code == 0

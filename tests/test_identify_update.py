@@ -6,7 +6,7 @@ import hashlib
 import json
 
 from modelfiles import lora_like, sd15_like
-from test_pull import catalog, hf_variant, model  # noqa: F401  (a fixture and helpers)
+from test_pull import hf_variant, model
 
 IDENTIFIED = {"path", "sha256", "status", "id", "variant", "name", "version", "base", "type"}
 IDENTIFIED |= {"trigger_words", "source", "recorded"}
@@ -69,7 +69,7 @@ def test_identify_records_what_store_files_are(sdm, hub, store):
     assert text.out.count("unknown") == 1 and "nobody.safetensors" in text.out
 
 
-def test_identify_finds_catalog_files_without_asking(sdm, hub, catalog, tmp_path):  # noqa: F811
+def test_identify_finds_catalog_files_without_asking(sdm, hub, catalog, tmp_path):
     data = sd15_like(4)
     catalog([model("mine", [hf_variant("v1", "org/mine", "mine.safetensors", data)])])
     outside = tmp_path / "elsewhere.safetensors"
@@ -129,7 +129,7 @@ def test_update_replace_and_ignore(sdm, hub, store):
     assert (store / "loras" / "glow-v2.safetensors").exists()
 
 
-def test_catalog_entries_whose_pin_moved_on(sdm, hub, catalog, store):  # noqa: F811
+def test_catalog_entries_whose_pin_moved_on(sdm, hub, catalog, store):
     old, new = sd15_like(5), sd15_like(6)
     hub.add_hf("org/m", "m.safetensors", old)
     catalog([model("m", [hf_variant("v1", "org/m", "m.safetensors", old)])])

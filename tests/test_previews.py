@@ -8,7 +8,7 @@ import json
 import pytest
 
 from modelfiles import lora_like
-from test_pull import catalog, hf_variant, model  # noqa: F401  (a fixture and helpers)
+from test_pull import hf_variant, model
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -93,7 +93,7 @@ def test_identify_previews_and_a_missing_image_is_a_warning(sdm, hub, store):
     assert "no preview image for b.safetensors" in result.err
 
 
-def test_a1111_sidecar_carries_negative_text_and_sd_version(sdm, hub, catalog, store):  # noqa: F811
+def test_a1111_sidecar_carries_negative_text_and_sd_version(sdm, hub, catalog, store):
     data = lora_like(4)
     hub.add_hf("org/neg", "neg.safetensors", data)
     catalog(

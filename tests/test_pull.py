@@ -17,19 +17,6 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture
-def catalog(tmp_path, monkeypatch):
-    """A test catalog whose sources point into the fake hub."""
-
-    def write(models: list[dict]) -> Path:
-        path = tmp_path / "test-catalog.yaml"
-        path.write_text(yaml.safe_dump({"models": models}))
-        monkeypatch.setenv("SDM_CATALOG", str(path))
-        return path
-
-    return write
-
-
 def hf_variant(name, repo, path, data=None, **extra):
     variant = {
         "name": name,

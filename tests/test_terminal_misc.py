@@ -8,22 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import yaml
-
 from modelfiles import lora_like, sd15_like
 from ptyrun import installed_sdm, run_in_pty
-
-
-@pytest.fixture
-def catalog(tmp_path, monkeypatch):
-    def write(*models: dict) -> Path:
-        path = tmp_path / "cat.yaml"
-        path.write_text(yaml.safe_dump({"models": list(models)}))
-        monkeypatch.setenv("SDM_CATALOG", str(path))
-        return path
-
-    return write
 
 
 def hf_model(model_id: str, repo: str, path: str, data: bytes, **extra: object) -> dict:

@@ -11,10 +11,8 @@ import json
 import re
 import signal
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
 from fakehub import SilentServer
 from modelfiles import big_safetensors, sd15_like
@@ -42,17 +40,6 @@ def entry(model_id: str, repo: str, path: str, data: bytes, name: str | None = N
         "base": "sd15",
         "variants": [variant],
     }
-
-
-@pytest.fixture
-def catalog(tmp_path, monkeypatch):
-    def write(*models: dict) -> Path:
-        path = tmp_path / "cat.yaml"
-        path.write_text(yaml.safe_dump({"models": list(models)}))
-        monkeypatch.setenv("SDM_CATALOG", str(path))
-        return path
-
-    return write
 
 
 # --- on a terminal ----------------------------------------------------------------

@@ -238,18 +238,6 @@ def test_a_retry_after_wait_is_announced(sdm, hub, store):
 # --- sizes -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def catalog(tmp_path, monkeypatch):
-    import yaml
-
-    def write(models: list[dict]) -> None:
-        path = tmp_path / "test-catalog.yaml"
-        path.write_text(yaml.safe_dump({"models": models}))
-        monkeypatch.setenv("SDM_CATALOG", str(path))
-
-    return write
-
-
 def test_a_catalog_size_other_than_the_servers_stops_before_the_transfer(sdm, hub, store, catalog):
     data = big_safetensors(2, seed=11)
     hub.add_hf("org/sz", "sz.safetensors", data)

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 
 from modelfiles import checkpoint_bytes, lora_like, safetensors_bytes, vae_like
 
@@ -155,16 +154,6 @@ def test_real_esrgan_pth_is_a_plain_state_dict_that_scans_safe(sdm, tmp_path):
     path.write_bytes(esrgan_pth())
     result = sdm("scan", str(path), "--json")
     assert result.code == 0 and result.json()[0]["verdict"] == "safe", result
-
-
-@pytest.fixture
-def catalog(tmp_path, monkeypatch):
-    def write(models):
-        path = tmp_path / "types.yaml"
-        path.write_text(yaml.safe_dump({"models": models}))
-        monkeypatch.setenv("SDM_CATALOG", str(path))
-
-    return write
 
 
 def entry(model_id, kind, variants, **extra):
