@@ -107,6 +107,10 @@ def test_update_pulls_beside_the_old_then_nothing_is_outdated(sdm, hub, store):
     pull_v1(sdm, hub)
     result = sdm("update")
     assert result.code == 0, result
+    # The download shows itself as `sdm pull`'s does (stderr); stdout says what was updated.
+    assert "pulling glow-v2.safetensors" in result.err
+    [line] = result.out.splitlines()
+    assert line.startswith("updated  glow-v1.safetensors -> ") and line.endswith("downloaded)")
     assert (store / "loras" / "glow-v1.safetensors").exists() and (
         store / "loras" / "glow-v2.safetensors"
     ).exists()
@@ -178,6 +182,9 @@ def test_a_file_changed_on_a_hugging_face_main_branch_is_outdated(sdm, hub, stor
     placed = store / "loras" / "glow.safetensors"
     kept = sdm("update")
     assert kept.code == 0 and "update it with --replace" in kept.err
+    assert "everything is current" not in kept.out
+    events = [json.loads(line) for line in sdm("update", "--progress", "json").err.splitlines()]
+    assert any(e["event"] == "warning" and "--replace" in e["message"] for e in events)
     assert placed.read_bytes() == old
     assert sdm("update", "--replace").code == 0
     assert placed.read_bytes() == new

@@ -8,6 +8,7 @@ import typer
 from sdm.cli.base import app, settings
 from sdm.cli.catalog_cmds import JsonOpt
 from sdm.cli.output import echo, handle_errors, human_size, print_json, print_table, warn
+from sdm.cli.reporting import ProgressOpt, make_reporter, progress_mode
 
 AnyBaseOpt = Annotated[
     bool, typer.Option("--any-base", help="Also offer newer versions made for another base model.")
@@ -114,20 +115,45 @@ def update(
         typer.Option(
             "--ignore",
             metavar="VERSION",
-            help="Never offer this version (a Civitai version id, or ID:VARIANT); repeatable.",
+            help="Never offer this version (as `sdm outdated` names it: a Civitai version id, "
+            "ID:VARIANT[@SHA256] or hf://ORG/REPO/PATH@SHA256); repeatable.",
             show_default=False,
         ),
     ] = None,
     any_base: AnyBaseOpt = False,
+    progress: ProgressOpt = None,
 ) -> None:
     """Pull the newer versions of outdated files (the old file stays unless --replace)."""
     from sdm import api
+    from sdm.cli.progress import JsonReporter
 
     if ignore:
         kept = api.ignore_versions(ignore, settings())
         echo(f"ignored from now on: {', '.join(sorted(kept))}")
         return
-    done = api.update(targets or [], replace=replace, any_base=any_base, settings=settings())
+    # The pulls show themselves as `sdm pull` does; the lines below say what was updated.
+    reporter = make_reporter(False, False, progress_mode(progress))
+    reporter.results = False
+    events = reporter if isinstance(reporter, JsonReporter) else None
+    skipped: list[str] = []
+
+    def note(text: str) -> None:
+        skipped.append(text)
+        (events.warning if events is not None else warn)(text)
+
+    try:
+        done = api.update(
+            targets or [],
+            replace=replace,
+            any_base=any_base,
+            reporter=reporter,
+            warn=note,
+            settings=settings(),
+        )
+    except BaseException:
+        reporter.interrupted()  # stop drawing
+        raise
+    reporter.close()
     failed = 0
     for item, report in done:
         for outcome in report.outcomes:
@@ -135,7 +161,7 @@ def update(
         for plan, error in report.failures:
             failed += 1
             echo(f"failed   {item.path.name} -> {plan.filename}: {error.message}")
-    if not done:
+    if not done and not skipped:
         echo("everything is current")
     if failed:
         raise typer.Exit(1)

@@ -82,6 +82,7 @@ class LineReporter:
 
     def __init__(self, quiet: bool = False, as_json: bool = False) -> None:
         self.quiet, self.as_json = quiet, as_json
+        self.results = True  # a result line per file on stdout (`sdm update` prints its own)
         self.lock = threading.RLock()
         self.files: dict[int, _File] = {}
         self.outcomes: list[Outcome] = []
@@ -104,7 +105,7 @@ class LineReporter:
                 sys.stderr.flush()
 
     def _result(self, text: str) -> None:
-        if not self.quiet and not self.as_json:
+        if not self.quiet and not self.as_json and self.results:
             with self.lock:
                 sys.stdout.write(text + "\n")
                 sys.stdout.flush()
@@ -350,7 +351,7 @@ class RichReporter(LineReporter):
     def _result(self, text: str) -> None:
         if self.as_json or not self.stdout_here:
             super()._result(text)
-        else:
+        elif self.results:
             # soft_wrap: the terminal wraps a long path; rich would break it with newlines.
             self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 

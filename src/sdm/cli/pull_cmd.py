@@ -13,13 +13,12 @@ from sdm.cli.output import (
     handle_errors,
     human_size,
     print_json,
-    stderr_is_tty,
     warn,
 )
+from sdm.cli.reporting import ProgressOpt, make_reporter, progress_mode
 from sdm.errors import BadInput, SdmError
 
 if TYPE_CHECKING:
-    from sdm.cli.progress import LineReporter
     from sdm.plan import Plan
     from sdm.pull import Outcome
 
@@ -150,15 +149,7 @@ def pull(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
-    progress: Annotated[
-        str | None,
-        typer.Option(
-            "--progress",
-            help="How progress shows on stderr: auto (bars on a terminal, lines otherwise), bars, "
-            "lines, json (one event per line, for programs) or none. Default: $SDM_PROGRESS or auto.",
-            show_default=False,
-        ),
-    ] = None,
+    progress: ProgressOpt = None,
 ) -> None:
     """Download models, verified, into the store (resumable; safe to re-run)."""
     from sdm import api
@@ -170,12 +161,12 @@ def pull(
     if len(precisions) > 1 or (pruned and full):
         raise BadInput("choose one of --fp16/--fp32/--bf16/--fp8 and one of --pruned/--full")
     model_type = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
-    mode = _progress_mode(progress)
+    mode = progress_mode(progress)
     reporter: LineReporter | None
     if dry_run:  # nothing to show progress of; under --progress json, errors are still events
         reporter = JsonReporter(quiet=True) if mode == "json" else None
     else:
-        reporter = _reporter(quiet, as_json, mode)
+        reporter = make_reporter(quiet, as_json, mode)
     events = reporter if isinstance(reporter, JsonReporter) else None
     try:
         report = api.pull(
@@ -245,31 +236,6 @@ def _load_hints(plans: list["Plan"], outcomes: list["Outcome"]) -> list[str]:
             names = {"comfyui": "ComfyUI", "a1111": "A1111", "forge": "Forge", "invokeai": "InvokeAI"}
             lines.append(f"{model.id if model else ''}: load with ({names.get(ui, ui)}): {how}")
     return lines
-
-
-PROGRESS_MODES = ("auto", "bars", "lines", "json", "none")
-
-
-def _progress_mode(option: str | None) -> str:
-    import os
-
-    mode = (option or os.environ.get("SDM_PROGRESS") or "auto").strip().lower()
-    if mode not in PROGRESS_MODES:
-        raise BadInput(f"unknown progress mode '{mode}' (choose from: {', '.join(PROGRESS_MODES)})")
-    return mode
-
-
-def _reporter(quiet: bool, as_json: bool, mode: str) -> "LineReporter":
-    """Bars when stderr is a terminal, lines when it is not, JSON events on request."""
-    from sdm.cli.progress import JsonReporter, LineReporter, RichReporter
-
-    if mode == "json":
-        return JsonReporter(quiet=quiet, as_json=as_json)
-    if quiet or mode == "none":
-        return LineReporter(quiet=True, as_json=as_json)
-    if mode == "bars" or (mode == "auto" and stderr_is_tty()):
-        return RichReporter(as_json=as_json)
-    return LineReporter(as_json=as_json)
 
 
 def _print_plan(plans: list["Plan"], as_json: bool) -> None:
