@@ -201,3 +201,30 @@ def test_info_says_type_kind_and_base_apart(sdm):
     assert facts["kind"] == "a base model, as released" and facts["base"] == "flux1"
     vae = sdm("info", "sdxl-vae").out
     assert "kind" not in vae and "a base model" not in vae
+
+
+def test_commands_that_hash_whole_files_say_which_file_they_are_reading(sdm, store, tmp_path, monkeypatch):
+    # A FLUX transformer takes a minute to hash: verify, import, probe and identify say
+    # which file they are reading, as a pull's waits do (events here; a spinner or a
+    # delayed line otherwise), on stderr, never mixed into the results on stdout.
+    import json
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    data = lora_like(31)
+    (folder / "mine.safetensors").write_bytes(data)
+    monkeypatch.setenv("SDM_PROGRESS", "json")
+    monkeypatch.setenv("SDM_OFFLINE", "1")  # identify: the catalog only
+    size = f"({len(data) / 1000:.1f} kB)"
+    for args, verb in (
+        (["import", str(folder), "--type", "lora"], "hashing"),
+        (["verify"], "verifying"),
+        (["probe", str(folder / "mine.safetensors")], "hashing"),
+        (["identify", str(folder / "mine.safetensors")], "hashing"),
+    ):
+        result = sdm(*args)
+        assert result.code in (0, 1), result
+        events = [json.loads(line) for line in result.err.splitlines() if line.startswith("{")]
+        messages = [e["message"] for e in events if e["event"] == "status"]
+        assert f"{verb} mine.safetensors {size}" in messages, (args, result.err)
+        assert not any(line.startswith((verb, "{")) for line in result.out.splitlines())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 _listeners: list[Callable[[str], None]] = []
 _lock = threading.Lock()
@@ -35,6 +36,18 @@ def listening(callback: Callable[[str], None] | None) -> Iterator[None]:
     finally:
         with _lock:
             _listeners.remove(callback)
+
+
+def hashing(path: Path, verb: str = "hashing") -> None:
+    """A whole file is about to be read (seconds for a checkpoint, a minute for a FLUX
+    transformer): say which, and how big."""
+    from sdm.text import size
+
+    try:
+        nbytes = path.stat().st_size
+    except OSError:
+        return
+    note(f"{verb} {path.name} ({size(nbytes)})")
 
 
 def trace_requests(client: object) -> None:

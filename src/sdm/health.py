@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdm import activity
 from sdm.download.lock import is_held as lock_held
 from sdm.errors import SdmError
 from sdm.names import dest_of_partial, lock_path, state_path
@@ -46,6 +47,7 @@ def verify(items: Iterable[Installed], catalog: Any, store: Store, missing: bool
             if kind == "pickle" and identify(item.path).verdict in ("dangerous", "malformed"):
                 checks.append(Check(item.path, False, "its pickle can run code (sdm scan)", item.id))
                 continue
+            activity.hashing(item.path, "verifying")
             digest = compute(item.path, kind == "safetensors").sha256
         except SdmError as exc:
             checks.append(Check(item.path, False, exc.message, item.id))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from sdm import activity
 from sdm.errors import NotFound, RemoteError
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ def identify(
     results: list[Identified] = []
     items: list[tuple[Identified, Installed | None]] = []
     for path, item in targets(store, paths):
+        if item is None or item.record is None:
+            activity.hashing(path)
         sha = item.record.sha256 if item is not None and item.record is not None else sha256_file(path)
         found = Identified(path, sha, "unknown", type=item.type if item else None)
         match = catalog.by_sha256(sha)

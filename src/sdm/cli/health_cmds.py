@@ -18,6 +18,7 @@ from sdm.cli.output import (
     print_table,
     stdin_is_tty,
 )
+from sdm.cli.reporting import waits_shown
 from sdm.errors import BadInput, SdmError
 
 
@@ -38,12 +39,13 @@ def probe(
     from sdm.jsonout import probe_json
 
     results, failed = [], False
-    for file in model_files(files, "probe"):
-        try:
-            results.append(api.probe(file))
-        except SdmError as exc:
-            failed = True
-            error(exc.message, exc.hint)
+    with waits_shown():
+        for file in model_files(files, "probe"):
+            try:
+                results.append(api.probe(file))
+            except SdmError as exc:
+                failed = True
+                error(exc.message, exc.hint)
     if as_json:
         print_json([probe_json(r) for r in results])
     else:
@@ -87,7 +89,8 @@ def verify(
     from sdm import api
     from sdm.jsonout import check_json, partial_json
 
-    report = api.verify(targets or [], settings())
+    with waits_shown():
+        report = api.verify(targets or [], settings())
     checks, unfinished = report.checks, report.partials
     if as_json:
         print_json([check_json(c) for c in checks] + [partial_json(p) for p in unfinished])

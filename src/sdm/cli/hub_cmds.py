@@ -8,7 +8,7 @@ import typer
 from sdm.cli.base import app, settings
 from sdm.cli.catalog_cmds import JsonOpt
 from sdm.cli.output import echo, handle_errors, human_size, print_json, print_table, warn
-from sdm.cli.reporting import ProgressOpt, make_reporter, progress_mode
+from sdm.cli.reporting import ProgressOpt, make_reporter, progress_mode, waits_shown
 
 AnyBaseOpt = Annotated[
     bool, typer.Option("--any-base", help="Also offer newer versions made for another base model.")
@@ -38,7 +38,8 @@ def identify(
     from sdm import api
     from sdm.jsonout import identified_json
 
-    found = api.identify(paths or [], settings=settings())
+    with waits_shown():
+        found = api.identify(paths or [], settings=settings())
     if _previews_wanted(previews):
         from sdm.previews import for_identified
 

@@ -9,6 +9,7 @@ from sdm.cli import complete
 from sdm.cli.base import app, settings
 from sdm.cli.catalog_cmds import JsonOpt, check_choices
 from sdm.cli.output import echo, handle_errors, print_json
+from sdm.cli.reporting import waits_shown
 from sdm.errors import BadInput
 
 
@@ -62,14 +63,15 @@ def import_(
         raise BadInput("choose one of --move, --copy and --link")
     forced = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
     mode: api.ImportMode = "move" if move else "copy" if copy else "symlink" if link else "hardlink"
-    results = api.import_files(
-        paths,
-        mode=mode,
-        type=forced[0] if forced else None,
-        allow_unsafe=allow_unsafe,
-        previews=previews,
-        settings=settings(),
-    )
+    with waits_shown():
+        results = api.import_files(
+            paths,
+            mode=mode,
+            type=forced[0] if forced else None,
+            allow_unsafe=allow_unsafe,
+            previews=previews,
+            settings=settings(),
+        )
     if as_json:
         print_json([imported_json(r) for r in results])
     else:

@@ -1,4 +1,5 @@
-"""Choosing how a command that downloads shows its progress (pull, update).
+"""Choosing how a command shows its progress and its waits (pull, update, and the
+commands that hash whole files).
 
 The renderers live in cli/progress.py, loaded only once a download is certain:
 it pulls in the transfer machinery.
@@ -6,6 +7,8 @@ it pulls in the transfer machinery.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -49,3 +52,18 @@ def make_reporter(quiet: bool, as_json: bool, mode: str) -> LineReporter:
     if mode == "bars" or (mode == "auto" and stderr_is_tty()):
         return RichReporter(as_json=as_json)
     return LineReporter(as_json=as_json)
+
+
+@contextlib.contextmanager
+def waits_shown() -> Iterator[None]:
+    """Long work outside a pull (hashing files, asking a hub) shows each wait that lasts
+    as a pull's waits show: a spinner on a terminal, a line when piped, an event under
+    SDM_PROGRESS=json; all on stderr."""
+    from sdm import activity
+
+    reporter = make_reporter(False, False, progress_mode(None))
+    try:
+        with activity.listening(reporter.activity):
+            yield
+    finally:
+        reporter.interrupted()  # stop drawing: the command prints its results next

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdm import activity
 from sdm.errors import VerificationFailed
 
 KEPT_METADATA = (
@@ -154,6 +155,7 @@ def _finish(result: Probe, catalog: Any, with_hashes: bool) -> Probe:
     if with_hashes:
         from sdm.formats.hashes import compute
 
+        activity.hashing(result.path)
         hashes = compute(result.path, result.format == "safetensors")
         result.sha256, result.autov1, result.autov3 = hashes.sha256, hashes.autov1, hashes.autov3
     if catalog is not None and result.sha256:
