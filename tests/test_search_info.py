@@ -94,3 +94,11 @@ def test_info_unknown_id_suggests(sdm):
     assert result.code == 2
     assert "no model 'dreamshapr'" in result.err
     assert "did you mean: dreamshaper" in result.err
+
+
+def test_info_shows_a_weights_column_only_where_it_tells_variants_apart(sdm):
+    encoder = sdm("info", "t5xxl").out
+    header = next(line for line in encoder.splitlines() if line.startswith("VARIANT"))
+    assert "WEIGHTS" not in header and "?" not in encoder.split(header, 1)[1]
+    checkpoint = sdm("info", "sd15").out
+    assert "WEIGHTS" in next(line for line in checkpoint.splitlines() if line.startswith("VARIANT"))

@@ -285,6 +285,8 @@ def _render_info(model: "Model", catalog: "Catalog") -> None:
     echo()
     print_table(["", ""], [[k, v] for k, v in facts], header=False)
     echo()
+    # Pruned, full or EMA-only tells checkpoints apart; for a VAE or an encoder it means nothing.
+    weighed = any(v.weights for v in model.variants)
     rows = []
     for v in model.variants:
         mark = "*" if v.name == model.default.name else ""
@@ -293,13 +295,22 @@ def _render_info(model: "Model", catalog: "Catalog") -> None:
                 mark + v.name,
                 v.format + (" (pickle)" if v.is_pickle else ""),
                 v.precision or "?",
-                v.weights or "?",
+                *([v.weights or "?"] if weighed else []),
                 human_size(v.size),
                 (v.sha256 or "unknown")[:10],
                 v.source.describe(),
             ]
         )
-    print_table(["VARIANT", "FORMAT", "PRECISION", "WEIGHTS", "SIZE", "SHA256", "SOURCE"], rows)
+    columns = [
+        "VARIANT",
+        "FORMAT",
+        "PRECISION",
+        *(["WEIGHTS"] if weighed else []),
+        "SIZE",
+        "SHA256",
+        "SOURCE",
+    ]
+    print_table(columns, rows)
     echo("* default variant")
     shown = [[k, v] for k, v in hint_rows if v]
     shown += [[f"load with ({ui})", how] for ui, how in hints.load_with.items()]
