@@ -204,7 +204,7 @@ def test_info_says_type_kind_and_base_apart(sdm):
 
 
 def test_commands_that_hash_whole_files_say_which_file_they_are_reading(sdm, store, tmp_path, monkeypatch):
-    # A FLUX transformer takes a minute to hash: verify, import, probe and identify say
+    # A FLUX transformer takes a minute to hash: verify, import, probe, identify and convert say
     # which file they are reading, as a pull's waits do (events here; a spinner or a
     # delayed line otherwise), on stderr, never mixed into the results on stdout.
     import json
@@ -221,6 +221,10 @@ def test_commands_that_hash_whole_files_say_which_file_they_are_reading(sdm, sto
         (["verify"], "verifying"),
         (["probe", str(folder / "mine.safetensors")], "hashing"),
         (["identify", str(folder / "mine.safetensors")], "hashing"),
+        (
+            ["convert", str(folder / "mine.safetensors"), "--fp16", "-o", str(tmp_path / "out.safetensors")],
+            "converting",
+        ),
     ):
         result = sdm(*args)
         assert result.code in (0, 1), result

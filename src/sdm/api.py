@@ -350,11 +350,13 @@ def convert(
     file: Path, output: Path | None = None, *, fp16: bool = False, prune: bool = False, force: bool = False
 ) -> Converted:
     """A checkpoint as safetensors (optionally fp16 and pruned), without torch and without unpickling."""
+    from sdm import activity
     from sdm.convert import convert as run
     from sdm.convert import default_output
 
     if file.suffix == ".safetensors" and not (fp16 or prune):
         raise BadInput(f"{file} is already safetensors: add --fp16 and/or --prune")
+    activity.hashing(file, "converting")
     return run(file, output or default_output(file, fp16, prune), fp16=fp16, do_prune=prune, force=force)
 
 

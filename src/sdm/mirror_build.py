@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sdm import activity
 from sdm.errors import BadInput
 from sdm.fsutil import write_json_atomic
 from sdm.store import Store
@@ -62,6 +63,7 @@ def _place(source: Path, target: Path) -> How:
             os.link(source, tmp)
             how: How = "linked"
         except OSError:  # another filesystem, or one without hard links
+            activity.hashing(source, "copying")
             shutil.copyfile(source, tmp)
             os.chmod(tmp, 0o644)
             how = "copied"

@@ -7,6 +7,7 @@ import typer
 
 from sdm.cli.base import app
 from sdm.cli.output import echo, handle_errors, human_size, print_json
+from sdm.cli.reporting import waits_shown
 from sdm.errors import BadInput
 
 
@@ -40,7 +41,8 @@ def convert(
 
     if to != "safetensors":
         raise BadInput(f"--to {to}: only safetensors is supported")
-    result = api.convert(file, output, fp16=fp16, prune=prune, force=force)
+    with waits_shown():
+        result = api.convert(file, output, fp16=fp16, prune=prune, force=force)
     if as_json:
         print_json(convert_json(result, file))
         return

@@ -8,6 +8,7 @@ import typer
 from sdm.cli.base import app, settings
 from sdm.cli.catalog_cmds import JsonOpt
 from sdm.cli.output import echo, handle_errors, human_size, print_json
+from sdm.cli.reporting import waits_shown
 
 mirror_app = typer.Typer(
     help="Publish the store as a content mirror other machines pull from.", no_args_is_help=True
@@ -38,7 +39,8 @@ def mirror_build(
     from sdm import api
     from sdm.jsonout import mirror_build_json
 
-    report = api.mirror_build(directory, prune, settings())
+    with waits_shown():
+        report = api.mirror_build(directory, prune, settings())
     shown = mirror_build_json(report)
     if as_json:
         print_json(shown)
