@@ -129,3 +129,39 @@ def test_offline_needs_no_network_for_present_files_and_catalog_plans(sdm, hub, 
         assert download.code == 1 and "offline" in download.err
         monkeypatch.delenv(var)
     assert len(hub.requests) == before  # not one request left the machine
+
+
+def test_a_version_civitai_com_lacks_is_pulled_from_civitai_red(sdm, hub, store, monkeypatch):
+    # Since April 2026 civitai.com answers 404 for NSFW models that civitai.red serves.
+    from fakehub import FakeHub
+
+    red = FakeHub()
+    try:
+        red.add_civitai(
+            70, 707, [{"id": 3, "name": "red.safetensors", "data": lora_like(7), "primary": True}], "LORA"
+        )
+        monkeypatch.setenv("SDM_CIVITAI_RED_ENDPOINT", red.civitai_url)
+        monkeypatch.setenv("CIVITAI_TOKEN", CIVITAI_TOKEN)
+        result = sdm("pull", "civitai://707")
+        assert result.code == 0, result
+        assert (store / "loras" / "red.safetensors").read_bytes() == lora_like(7)
+        assert [r.path for r in hub.api_requests("civitai")] == ["/api/v1/model-versions/707"]  # asked first
+        asked = red.api_requests("civitai")
+        assert asked and all(r.headers.get("authorization") == f"Bearer {CIVITAI_TOKEN}" for r in asked)
+        assert all("authorization" not in r.headers for r in red.cdn_requests())  # never to storage
+
+        # A civitai.red URL asks civitai.red first.
+        before = len(hub.api_requests("civitai"))
+        link = sdm("pull", "https://civitai.red/models/70?modelVersionId=707", "--dry-run", "--json")
+        assert link.code == 0 and len(hub.api_requests("civitai")) == before
+
+        # `info` asks the same way.
+        info = sdm("info", "civitai://707", "--json")
+        assert info.code == 0, info
+        assert info.json()["files"][0]["name"] == "red.safetensors"
+
+        # On neither site: civitai.com's own answer, exit 2.
+        missing = sdm("pull", "civitai://999999")
+        assert missing.code == 2 and "999999" in missing.err
+    finally:
+        red.close()

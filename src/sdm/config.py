@@ -162,6 +162,13 @@ KEYS: dict[str, Key] = {
             "https://civitai.com",
             ("SDM_CIVITAI_ENDPOINT",),
         ),
+        Key(
+            "civitai_red_endpoint",
+            "Civitai's NSFW site, asked for model versions the Civitai endpoint does not have",
+            _parse_url,
+            "https://civitai.red",
+            ("SDM_CIVITAI_RED_ENDPOINT",),
+        ),
         Key("connections", "connections per file", _parse_int(1, 64), 8, ("SDM_CONNECTIONS",)),
         Key(
             "segment_threshold",

@@ -61,26 +61,29 @@ def info(text: str, settings: Resolved) -> RemoteModel:
 def _civitai_info(api: HubAPI, settings: Resolved, text: str) -> RemoteModel:
     from sdm.download.http import Credentials
     from sdm.sources.base import Context, parse
-    from sdm.sources.civitai import CivitaiRef, file_vocab, model_files, sha256_of
+    from sdm.sources.civitai import CivitaiRef, endpoints, file_vocab, model_files, on_any, sha256_of
     from sdm.vocab import base_from_civitai, type_from_civitai
 
-    endpoint = settings.civitai_endpoint
     ref = parse(text, Context(settings, Credentials()))
     if not isinstance(ref, CivitaiRef):
         raise BadInput(
             f"'{text}' is neither a catalog id nor a Civitai or Hugging Face model",
             hint="examples: sdm info dreamshaper, sdm info civitai://128713, sdm info hf://org/repo",
         )
+    # civitai.red as pull asks it: for what civitai.com does not have (NSFW models).
+    sites = endpoints(settings, ref.red)
     version_id = ref.version
     if version_id is None:
-        model = api.get(f"{endpoint}/api/v1/models/{ref.model}", f"Civitai (model {ref.model})")
+        model, at = on_any(
+            sites, lambda e: api.get(f"{e}/api/v1/models/{ref.model}", f"Civitai (model {ref.model})")
+        )
+        sites = [at]
         versions = model.get("modelVersions") or []
         if not versions:
             raise BadInput(f"Civitai model {ref.model} has no version")
         version_id = int(versions[0]["id"])
-    version = api.get(
-        f"{endpoint}/api/v1/model-versions/{version_id}", f"Civitai (model version {version_id})"
-    )
+    what = f"Civitai (model version {version_id})"
+    version, endpoint = on_any(sites, lambda e: api.get(f"{e}/api/v1/model-versions/{version_id}", what))
     model_id = version.get("modelId")
     model = api.get(f"{endpoint}/api/v1/models/{model_id}", f"Civitai (model {model_id})") if model_id else {}
     summary = version.get("model") or {}

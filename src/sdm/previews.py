@@ -116,8 +116,12 @@ def find_image(
     if info is None and source and source.startswith("civitai://"):
         version = re.match(r"civitai://(\d+)", source)
         if version:
-            url = f"{settings.civitai_endpoint}/api/v1/model-versions/{version.group(1)}"
-            info = api.get(url, f"Civitai (model version {version.group(1)})")
+            from sdm.sources.civitai import endpoints, on_any
+
+            what = f"Civitai (model version {version.group(1)})"
+            info, _ = on_any(
+                endpoints(settings), lambda e: api.get(f"{e}/api/v1/model-versions/{version.group(1)}", what)
+            )
     if info is not None:
         return civitai_image(info, nsfw)
     if source and source.startswith("hf://") and not source.startswith("hf://datasets/"):

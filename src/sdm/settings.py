@@ -20,6 +20,7 @@ class Resolved:
     civitai_token: str | None
     hf_endpoint: str
     civitai_endpoint: str
+    civitai_red_endpoint: str
     connections: int
     segment_threshold: int
     parallel: int

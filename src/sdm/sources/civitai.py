@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from sdm.download.http import Credentials, error_message, head_of_body, netloc
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 HOSTS = {"civitai.com", "www.civitai.com", "civitai.green", "civitai.red", "www.civitai.red"}
 # Civitai moved NSFW content to civitai.red (April 2026): the same API and the same
 # key on both; never on the R2/B2 storage hosts its downloads redirect to.
+CIVITAI = "https://civitai.com"
+RED = "https://civitai.red"
 TOKEN_ORIGINS = (
     "https://civitai.com",
     "https://www.civitai.com",
@@ -31,6 +33,7 @@ TOKEN_ORIGINS = (
     "https://www.civitai.red",
 )
 
+T = TypeVar("T")
 FORMAT_MAP = {"SafeTensor": "safetensors", "PickleTensor": "ckpt", "GGUF": "gguf"}
 MODEL_FILE_TYPES = {"Model", "Pruned Model", "Negative", "VAE"}
 
@@ -192,12 +195,39 @@ class CivitaiRef(Ref):
     version: int | None = None  # None: the model's latest version (asked for when settling)
     model: int | None = None
     file_id: int | None = None
+    red: bool = False  # named by a civitai.red URL: that site is asked first
 
 
-def make_ref(version: int | None, file_id: int | None = None, model: int | None = None) -> CivitaiRef:
+def make_ref(
+    version: int | None, file_id: int | None = None, model: int | None = None, red: bool = False
+) -> CivitaiRef:
     suffix = f"?fileId={file_id}" if file_id else ""
     uri = f"civitai://{version}{suffix}" if version else f"civitai://model/{model}"
-    return CivitaiRef("civitai", uri, version, model, file_id)
+    return CivitaiRef("civitai", uri, version, model, file_id, red)
+
+
+def endpoints(settings: Resolved, red_first: bool = False) -> list[str]:
+    """Where to ask for a model version, in order. Since April 2026 civitai.com answers 404
+    for NSFW models that civitai.red serves: with the real site as the endpoint (or a red
+    endpoint configured), a version civitai.com lacks is asked for there too. A proxy or
+    mirror set as the endpoint is never bypassed unasked."""
+    main, red = settings.civitai_endpoint, settings.civitai_red_endpoint
+    real = netloc(main) in (netloc(CIVITAI), netloc("https://www.civitai.com"))
+    if netloc(red) == netloc(main) or not (real or netloc(red) != netloc(RED)):
+        return [main]
+    return [red, main] if red_first else [main, red]
+
+
+def on_any(endpoints: list[str], ask: Callable[[str], T]) -> tuple[T, str]:
+    """ask(endpoint) on each in turn until one has it; the first 'not found' when none does."""
+    first: NotFound | None = None
+    for endpoint in endpoints:
+        try:
+            return ask(endpoint), endpoint
+        except NotFound as exc:
+            first = first or exc
+    assert first is not None
+    raise first
 
 
 def _int(value: str | None, what: str, raw: str) -> int:
@@ -215,12 +245,13 @@ def _from_url(raw: str) -> CivitaiRef:
     segments = [p for p in parts.path.split("/") if p]
     query = parse_qs(parts.query)
     file_id = _file_id(query, raw)
+    red = (parts.hostname or "").lower().endswith("civitai.red")
     if segments[:3] == ["api", "download", "models"] and len(segments) >= 4:
-        return make_ref(_int(segments[3], "the version id", raw), file_id)
+        return make_ref(_int(segments[3], "the version id", raw), file_id, red=red)
     if segments[:1] == ["models"] and len(segments) >= 2:
         version = query.get("modelVersionId", [None])[0]
         model = _int(segments[1], "the model id", raw)
-        return make_ref(_int(version, "modelVersionId", raw) if version else None, file_id, model)
+        return make_ref(_int(version, "modelVersionId", raw) if version else None, file_id, model, red)
     raise BadInput(
         f"'{raw}': expected https://civitai.com/models/ID[?modelVersionId=V] "
         "or https://civitai.com/api/download/models/V"
@@ -274,8 +305,11 @@ class Civitai(BaseSource):
         assert isinstance(ref, CivitaiRef)
         if ref.version is not None:
             return ref
-        version = latest_version(client, ctx.settings.civitai_endpoint, ref.model or 0, ctx.creds)
-        return replace(make_ref(version, ref.file_id, ref.model))
+        version, _ = on_any(
+            endpoints(ctx.settings, ref.red),
+            lambda endpoint: latest_version(client, endpoint, ref.model or 0, ctx.creds),
+        )
+        return replace(make_ref(version, ref.file_id, ref.model, ref.red))
 
     def catalog_key(self, ref: Ref) -> str | None:
         assert isinstance(ref, CivitaiRef)
@@ -295,8 +329,10 @@ class Civitai(BaseSource):
             return Remote(uri=ref.uri, filename=None, locator=refuse, token_env="CIVITAI_TOKEN")
         ref = self.settle(ref, client, ctx)
         assert isinstance(ref, CivitaiRef) and ref.version is not None
-        endpoint = ctx.settings.civitai_endpoint
-        info = version_info(client, endpoint, ref.version, ctx.creds)
+        version = ref.version
+        info, endpoint = on_any(
+            endpoints(ctx.settings, ref.red), lambda at: version_info(client, at, version, ctx.creds)
+        )
         model_info = info.get("model") or {}
         entry, reasons = choose_file(info, ref, want, f"Civitai version {ref.version}")
         fmt, precision, weights = file_vocab(entry)
@@ -326,7 +362,11 @@ class Civitai(BaseSource):
         token = settings.civitai_token
         if not token:
             return {}
-        return {**dict.fromkeys(TOKEN_ORIGINS, token), settings.civitai_endpoint: token}
+        return {
+            **dict.fromkeys(TOKEN_ORIGINS, token),
+            settings.civitai_endpoint: token,
+            settings.civitai_red_endpoint: token,
+        }
 
 
 SOURCE = Civitai()
