@@ -138,7 +138,11 @@ def test_a_version_civitai_com_lacks_is_pulled_from_civitai_red(sdm, hub, store,
     red = FakeHub()
     try:
         red.add_civitai(
-            70, 707, [{"id": 3, "name": "red.safetensors", "data": lora_like(7), "primary": True}], "LORA"
+            70,
+            707,
+            [{"id": 3, "name": "red.safetensors", "data": lora_like(7), "primary": True}],
+            "LORA",
+            name="Red glow",
         )
         monkeypatch.setenv("SDM_CIVITAI_RED_ENDPOINT", red.civitai_url)
         monkeypatch.setenv("CIVITAI_TOKEN", CIVITAI_TOKEN)
@@ -159,6 +163,12 @@ def test_a_version_civitai_com_lacks_is_pulled_from_civitai_red(sdm, hub, store,
         info = sdm("info", "civitai://707", "--json")
         assert info.code == 0, info
         assert info.json()["files"][0]["name"] == "red.safetensors"
+
+        # NSFW search results come from civitai.red, where Civitai lists them now.
+        found = sdm("search", "red", "--online", "--nsfw", "--json")
+        assert found.code == 0, found
+        assert any(r.get("spec") == "civitai://707" for r in found.json()), found.out
+        assert any(r.path.startswith("/api/v1/models?") for r in red.api_requests("civitai"))
 
         # On neither site: civitai.com's own answer, exit 2.
         missing = sdm("pull", "civitai://999999")

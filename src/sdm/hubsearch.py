@@ -97,11 +97,13 @@ def _civitai(
     limit: int,
 ) -> list[HubResult]:
     from sdm.apicache import with_query
+    from sdm.sources.civitai import endpoints
 
     civitai_types = [name for t in types for name in TYPES[t].civitai]
     if types and not civitai_types:
         return []  # Civitai has no such type (text encoders, CLIP vision)
-    endpoint = settings.civitai_endpoint
+    # With NSFW results asked for, civitai.red: civitai.com has listed only SFW models since April 2026.
+    endpoint = endpoints(settings, red_first=nsfw)[0]
     url = with_query(
         f"{endpoint}/api/v1/models",
         {
