@@ -170,6 +170,22 @@ def test_a_version_civitai_com_lacks_is_pulled_from_civitai_red(sdm, hub, store,
         assert any(r.get("spec") == "civitai://707" for r in found.json()), found.out
         assert any(r.path.startswith("/api/v1/models?") for r in red.api_requests("civitai"))
 
+        # identify and outdated ask civitai.red for the hashes civitai.com does not know.
+        red.add_civitai(
+            70,
+            709,
+            [{"id": 4, "name": "red-v2.safetensors", "data": lora_like(9), "primary": True}],
+            "LORA",
+            name="Red glow",
+            published="2025-06-01T00:00:00.000Z",
+        )
+        (store / "loras" / "found.safetensors").write_bytes(lora_like(7))
+        (store / "loras" / "red.safetensors").unlink()
+        known = {r["path"].rsplit("/", 1)[1]: r for r in sdm("identify", "--json").json()}
+        assert known["found.safetensors"]["source"] == "civitai://707?fileId=3"
+        newer = sdm("outdated", "--json")
+        assert newer.code == 1 and [o["spec"] for o in newer.json()] == ["civitai://709"]
+
         # On neither site: civitai.com's own answer, exit 2.
         missing = sdm("pull", "civitai://999999")
         assert missing.code == 2 and "999999" in missing.err

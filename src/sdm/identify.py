@@ -93,8 +93,10 @@ def identify(
         results.append(found)
     unknown = [f for f in results if f.status == "unknown"]
     if unknown:
+        from sdm.sources.civitai import endpoints
+
         with HubAPI.open(settings) as api:
-            versions = by_hash(api, settings.civitai_endpoint, [f.sha256 for f in unknown])
+            versions = by_hash(api, endpoints(settings), [f.sha256 for f in unknown])
         for found in unknown:
             version = versions.get(found.sha256)
             if version is not None:
@@ -105,12 +107,29 @@ def identify(
     return results
 
 
-def by_hash(api: HubAPI, endpoint: str, hashes: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Civitai's model version of each sha256 it knows (lower-case keys)."""
-    wanted = list(dict.fromkeys(h.lower() for h in hashes))
+def by_hash(api: HubAPI, sites: Sequence[str], hashes: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Civitai's model version of each sha256 it knows (lower-case keys), asking each site
+    (civitai.com, then civitai.red) for what the ones before did not know; `_site` says
+    which site answered, `_file` which of the version's files has the hash."""
+    out: dict[str, dict[str, Any]] = {}
+    for site in sites:
+        wanted = [h for h in dict.fromkeys(h.lower() for h in hashes) if h not in out]
+        if not wanted:
+            break
+        for version in _versions_by_hash(api, site, wanted):
+            if not isinstance(version, dict):
+                continue
+            for entry in version.get("files") or []:
+                sha = str((entry.get("hashes") or {}).get("SHA256") or "").lower()
+                if sha in wanted:
+                    out[sha] = {**version, "_file": entry, "_site": site}
+    return out
+
+
+def _versions_by_hash(api: HubAPI, endpoint: str, wanted: Sequence[str]) -> list[Any]:
     answers: list[Any] = []
     for start in range(0, len(wanted), BATCH):
-        chunk = wanted[start : start + BATCH]
+        chunk = list(wanted[start : start + BATCH])
         try:
             answer = api.post(f"{endpoint}/api/v1/model-versions/by-hash", chunk, "Civitai (by hash)")
         except (NotFound, RemoteError):  # no batch endpoint here: one request per hash
@@ -123,15 +142,7 @@ def by_hash(api: HubAPI, endpoint: str, hashes: Sequence[str]) -> dict[str, dict
                 except NotFound:
                     continue
         answers += answer if isinstance(answer, list) else []
-    out: dict[str, dict[str, Any]] = {}
-    for version in answers:
-        if not isinstance(version, dict):
-            continue
-        for entry in version.get("files") or []:
-            sha = str((entry.get("hashes") or {}).get("SHA256") or "").lower()
-            if sha in wanted:
-                out[sha] = {**version, "_file": entry}
-    return out
+    return answers
 
 
 def _from_civitai(found: Identified, version: dict[str, Any]) -> None:

@@ -201,17 +201,21 @@ def _huggingface(
 def _civitai(api: HubAPI, settings: Resolved, items: Sequence[Installed], any_base: bool) -> list[Outdated]:
     from sdm.apicache import with_query
     from sdm.identify import by_hash
+    from sdm.sources.civitai import endpoints
 
-    endpoint = settings.civitai_endpoint
-    versions = by_hash(api, endpoint, [i.record.sha256 for i in items if i.record])
-    model_ids = sorted({int(v["modelId"]) for v in versions.values() if v.get("modelId")})
+    versions = by_hash(api, endpoints(settings), [i.record.sha256 for i in items if i.record])
     models: dict[int, dict[str, Any]] = {}
-    for start in range(0, len(model_ids), 100):
-        chunk = model_ids[start : start + 100]
-        url = with_query(f"{endpoint}/api/v1/models", {"ids": ",".join(map(str, chunk)), "nsfw": "true"})
-        data = api.get(url, "Civitai (models)", revalidate=True)
-        for model in data.get("items") or [] if isinstance(data, dict) else []:
-            models[int(model["id"])] = model
+    for site in dict.fromkeys(str(v["_site"]) for v in versions.values()):
+        # Each model from the site that knew its version (civitai.red for NSFW ones).
+        model_ids = sorted(
+            {int(v["modelId"]) for v in versions.values() if v.get("modelId") and v["_site"] == site}
+        )
+        for start in range(0, len(model_ids), 100):
+            chunk = model_ids[start : start + 100]
+            url = with_query(f"{site}/api/v1/models", {"ids": ",".join(map(str, chunk)), "nsfw": "true"})
+            data = api.get(url, "Civitai (models)", revalidate=True)
+            for model in data.get("items") or [] if isinstance(data, dict) else []:
+                models[int(model["id"])] = model
     out = []
     for item in items:
         assert item.record is not None
