@@ -152,9 +152,17 @@ class Holder:
 
     def still_held(self) -> TakenOver | None:
         """None while the lock is this claim's; else the error naming who took it over."""
-        data = _parse(_read(self.path))
+        try:
+            data = _parse(self.path.read_bytes())  # a read, not a stat: NFS revalidates on open
+        except FileNotFoundError:
+            data = {}  # renamed away by a waiter, or released by it when it finished
+        except OSError:
+            return None if not self.lost.is_set() else self._taken_over({})  # a hiccup: cannot tell
         if not self.lost.is_set() and data.get("token") == self.token:
             return None
+        return self._taken_over(data)
+
+    def _taken_over(self, data: dict[str, Any]) -> TakenOver:
         self.lost.set()
         taker = who(data) if data else "another sdm process"
         return TakenOver(
