@@ -185,6 +185,8 @@ def test_a_file_changed_on_a_hugging_face_main_branch_is_outdated(sdm, hub, stor
     assert "everything is current" not in kept.out
     events = [json.loads(line) for line in sdm("update", "--progress", "json").err.splitlines()]
     assert any(e["event"] == "warning" and "--replace" in e["message"] for e in events)
+    wrong = sdm("update", "nosuch", "--progress", "json")
+    assert wrong.code == 2 and [json.loads(line)["event"] for line in wrong.err.splitlines()] == ["error"]
     assert placed.read_bytes() == old
     assert sdm("update", "--replace").code == 0
     assert placed.read_bytes() == new

@@ -127,6 +127,7 @@ def update(
     """Pull the newer versions of outdated files (the old file stays unless --replace)."""
     from sdm import api
     from sdm.cli.progress import JsonReporter
+    from sdm.errors import SdmError
 
     if ignore:
         kept = api.ignore_versions(ignore, settings())
@@ -151,8 +152,11 @@ def update(
             warn=note,
             settings=settings(),
         )
-    except BaseException:
+    except BaseException as exc:
         reporter.interrupted()  # stop drawing
+        if events is not None and isinstance(exc, SdmError):
+            events.error(exc)  # stderr stays JSON lines, as pull's
+            raise typer.Exit(exc.exit_code) from None
         raise
     reporter.close()
     failed = 0
