@@ -191,3 +191,8 @@ def test_a_version_civitai_com_lacks_is_pulled_from_civitai_red(sdm, hub, store,
         assert missing.code == 2 and "999999" in missing.err
     finally:
         red.close()
+    # civitai.red out of reach (blocked on this network): still civitai.com's answer, and why.
+    gone = sdm("pull", "civitai://999999")
+    [error] = [line for line in gone.err.splitlines() if line.startswith("sdm: error:")]
+    assert gone.code == 2 and "999999" in error
+    assert "could not be asked" in gone.err

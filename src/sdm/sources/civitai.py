@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sdm.download.http import Credentials, error_message, head_of_body, netloc
 from sdm.download.location import Location, Locator
-from sdm.errors import AuthRequired, BadInput, NotFound, RemoteError
+from sdm.errors import AuthRequired, BadInput, NotFound, RemoteError, SdmError
 from sdm.sources.base import BaseSource, Context, Ref, Remote, Want
 from sdm.sources.common import AuthMessage, get_json, probe
 from sdm.vocab import base_from_civitai, format_from_extension, type_from_civitai
@@ -219,13 +219,18 @@ def endpoints(settings: Resolved, red_first: bool = False) -> list[str]:
 
 
 def on_any(endpoints: list[str], ask: Callable[[str], T]) -> tuple[T, str]:
-    """ask(endpoint) on each in turn until one has it; the first 'not found' when none does."""
+    """ask(endpoint) on each in turn until one has it; the first 'not found' when none does
+    (saying so when a later site could not be asked: a network that blocks civitai.red)."""
     first: NotFound | None = None
     for endpoint in endpoints:
         try:
             return ask(endpoint), endpoint
         except NotFound as exc:
             first = first or exc
+        except SdmError as exc:
+            if first is None:
+                raise
+            first = NotFound(first.message, hint=f"{netloc(endpoint)} could not be asked: {exc.message}")
     assert first is not None
     raise first
 
