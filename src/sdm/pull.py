@@ -31,6 +31,7 @@ from sdm.errors import (
     TakenOver,
     VerificationFailed,
 )
+from sdm.mirrors import NotOnMirrors, attach
 from sdm.names import lock_path, partial_path, state_path
 from sdm.plan import Fetch, Plan, PullOptions
 from sdm.present import converted, existing, expected_sha256, record_for, recorded_as_present, twin
@@ -213,8 +214,6 @@ def locate_all(
 
     A plan that only mirrors could serve as it is (a converted file) is replaced,
     in plans, by the plan that makes it when no mirror has it."""
-    from sdm.mirrors import NotOnMirrors, attach
-
     failures: list[tuple[Plan, SdmError]] = []
     for index, plan in enumerate(plans):
         try:
@@ -340,8 +339,23 @@ class Puller:
                         plan, "present", plan.dest, record.size, record.sha256, time.monotonic() - started
                     )
                     return self._convert(outcome) if plan.convert else outcome
-            outcome = self._transfer(plan, started, holder)
+            try:
+                outcome = self._transfer(plan, started, holder)
+            except NotOnMirrors as missing:
+                # The mirror that had this converted file failed mid-transfer: make it
+                # again from its original, as a pull without mirrors does.
+                self.reporter.status(plan, f"{missing.message}: pulling the original to convert it")
+                return self.pull_one(missing.fallback())
             return self._convert(outcome) if plan.convert else outcome
+
+    @staticmethod
+    def _still_ours(holder: lock.Holder) -> None:
+        """Raise when another process took the file's lock over while this one was stopped
+        (suspended, cut off from a shared store): its partial file is that process's now;
+        touch it no more, place nothing."""
+        taken = holder.still_held()
+        if taken is not None:
+            raise taken
 
     def _link_twin(self, plan: Plan, source: Path, started: float) -> Outcome:
         """The store keeps one copy: a second name for the same bytes is a link."""
@@ -403,7 +417,7 @@ class Puller:
             try:
                 return self._transfer_from(plan, started, holder)
             except SdmError as exc:
-                if fetch.home is None or self.cancel.is_set() or isinstance(exc, TakenOver):
+                if fetch.home is None or self.cancel.is_set() or holder.lost.is_set():
                     raise  # the plan's own source failed: as without mirrors
                 # A content mirror failed or served other bytes (deleted unplaced):
                 # the next mirror, then the source, as pull.locate() finds them.
@@ -415,6 +429,7 @@ class Puller:
     def _transfer_from(self, plan: Plan, started: float, holder: lock.Holder) -> Outcome:
         partial = partial_path(plan.dest)
         fetch = plan.fetch
+        self._still_ours(holder)
         first = {"location": fetch.location}
 
         def located(client: httpx.Client) -> Location:
@@ -449,6 +464,8 @@ class Puller:
             result = engine.download(transfer)
         except TakenOver as exc:
             raise holder.still_held() or exc from None  # the message that names the new holder
+        # A transfer can end in the moment before its heartbeat notices a take-over.
+        self._still_ours(holder)
         hashes = dict(plan.other_sha256)
         if result.location.sha256:
             hub = "Hugging Face" if plan.source.startswith("hf://") else "the hub"
@@ -465,18 +482,14 @@ class Puller:
                 on_status=lambda m: self.reporter.status(plan, m),
             )
         except Exception:
-            if holder.still_held() is None:  # else the partial file is another process's now
-                # Bytes that failed a check (or made a checker fail) are never kept for a resume.
-                partial.unlink(missing_ok=True)
-                state_path(partial).unlink(missing_ok=True)
+            self._still_ours(holder)  # else the partial file (gone, or half new) is another's
+            # Bytes that failed a check (or made a checker fail) are never kept for a resume.
+            partial.unlink(missing_ok=True)
+            state_path(partial).unlink(missing_ok=True)
             raise
         for warning in verified.warnings:
             self.warn(warning)
-        taken = holder.still_held()
-        if taken is not None:
-            # Paused past the lease (suspended, cut off from a shared store): what this run
-            # verified may already be the other process's file; place nothing.
-            raise taken
+        self._still_ours(holder)
         os.replace(partial, plan.dest)
         state_path(partial).unlink(missing_ok=True)
         record = record_for(plan, fetch.origin, result.size, result.sha256, verified)

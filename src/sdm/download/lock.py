@@ -155,7 +155,10 @@ class Holder:
         try:
             data = _parse(self.path.read_bytes())  # a read, not a stat: NFS revalidates on open
         except FileNotFoundError:
-            data = {}  # renamed away by a waiter, or released by it when it finished
+            # Renamed away by a waiter, or released by it when it finished; or, for a moment,
+            # a waiter's rename-and-put-back: look once more, as the heartbeat does.
+            time.sleep(0.1)
+            data = _parse(_read(self.path))
         except OSError:
             return None if not self.lost.is_set() else self._taken_over({})  # a hiccup: cannot tell
         if not self.lost.is_set() and data.get("token") == self.token:
