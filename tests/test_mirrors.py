@@ -251,10 +251,13 @@ def _old_checkpoint_catalog(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SDM_CATALOG", str(path))
 
 
-@pytest.mark.parametrize("on_mirror", [True, False])
-def test_frozen_install_of_a_converted_file(sdm, hub, mirror, tmp_path, monkeypatch, on_mirror):
+@pytest.mark.parametrize(
+    "case", ["on the mirror", "not on the mirror", "wrong on the mirror", "old manifest"]
+)
+def test_frozen_install_of_a_converted_file(sdm, hub, mirror, tmp_path, monkeypatch, case):
     # A manifest entry made by `--fp16 --convert`: a mirror holding the converted file
-    # serves it as it is, hubs down; a mirror without it falls back to pull + convert.
+    # serves it as it is, hubs down; a mirror without it (or serving other bytes for it)
+    # falls back to pull + convert, as does a manifest written before source_sha256.
     from modelfiles import checkpoint_bytes
     from test_convert import BASE
 
@@ -268,10 +271,17 @@ def test_frozen_install_of_a_converted_file(sdm, hub, mirror, tmp_path, monkeypa
     assert entry["convert"] is True and entry["source_sha256"] == sha(original)
     manifest = tmp_path / "models.yaml"
     manifest.write_text(exported.out)
-    if on_mirror:
+    if case == "old manifest":
+        manifest.write_text(exported.out.replace(f"  source_sha256: {sha(original)}\n", ""))
+        assert "source_sha256" not in manifest.read_text()
+    on_mirror = case == "on the mirror"
+    if case != "not on the mirror":
         tree = tmp_path / "tree"
         assert sdm("--home", str(first), "mirror", "build", str(tree)).code == 0
         mirror.root = tree
+    if case == "wrong on the mirror":
+        mirror.wrong.add(entry["sha256"])
+    if on_mirror:
         hub.close()  # Hugging Face is gone: any request to it fails
     asked = len(hub.requests)
     monkeypatch.setenv("SDM_MIRRORS", mirror.url)
@@ -284,3 +294,4 @@ def test_frozen_install_of_a_converted_file(sdm, hub, mirror, tmp_path, monkeypa
     assert listed == [{k: i[k] for k in fields} for i in sdm("--home", str(first), "list", "--json").json()]
     # The second machine's store exports the same manifest: the conversion is still on record.
     assert sdm("--home", str(second), "export").out == exported.out
+    assert not [p for p in (second / "checkpoints").iterdir() if ".sdm-" in p.name or p.suffix == ".ckpt"]

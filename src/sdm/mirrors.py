@@ -126,6 +126,8 @@ def pinned_plan(planner: Planner, entry: Entry) -> Plan | None:
 
     if not (entry.sha256 and entry.options.type and entry.filename):
         return None
+    if entry.convert and not entry.source_sha256:
+        return None  # a manifest older than source_sha256: the record could not say what it came from
     model = planner.catalog.find(entry.spec.strip().lower())
     asked = entry.options.request.variant
     variant = (model.variant(asked) if asked else model.default) if model else None
@@ -171,7 +173,7 @@ def pinned_plan(planner: Planner, entry: Entry) -> Plan | None:
     if model is not None and variant is not None:
         plan = replace(plan, source=variant.source.describe(), **catalog_facts(model, variant))
         plan.fetch.source = plan.source
-    if entry.convert:
+    if entry.convert and entry.source_sha256:
         # The mirror serves the converted file itself, as the first machine made it.
         plan = replace(
             plan,
@@ -179,7 +181,7 @@ def pinned_plan(planner: Planner, entry: Entry) -> Plan | None:
             format="safetensors",
             precision="fp16",
             size=None,
-            converted_from=(plan.source, entry.source_sha256) if entry.source_sha256 else None,
+            converted_from=(plan.source, entry.source_sha256),
         )
     return plan
 
