@@ -196,3 +196,24 @@ def test_a_version_civitai_com_lacks_is_pulled_from_civitai_red(sdm, hub, store,
     [error] = [line for line in gone.err.splitlines() if line.startswith("sdm: error:")]
     assert gone.code == 2 and "999999" in error
     assert "could not be asked" in gone.err
+
+
+def test_identify_keeps_what_civitai_com_knows_when_civitai_red_is_out_of_reach(sdm, hub, store, monkeypatch):
+    import socket
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: a network that blocks civitai.red
+    monkeypatch.setenv("SDM_CIVITAI_RED_ENDPOINT", f"http://127.0.0.1:{port}")
+    hub.add_civitai(
+        71, 710, [{"id": 5, "name": "known.safetensors", "data": lora_like(11), "primary": True}], "LORA"
+    )
+    folder = store / "loras"
+    folder.mkdir(parents=True)
+    (folder / "known.safetensors").write_bytes(lora_like(11))
+    (folder / "other.safetensors").write_bytes(lora_like(12))
+    result = sdm("identify", "--json")
+    assert result.code == 0, result
+    found = {r["path"].rsplit("/", 1)[1]: r["status"] for r in result.json()}
+    assert found == {"known.safetensors": "civitai", "other.safetensors": "unknown"}

@@ -454,7 +454,8 @@ def identify(paths: Sequence[Path] = (), *, settings: Settings | None = None) ->
 def outdated(
     targets: Sequence[str] = (), *, any_base: bool = False, settings: Settings | None = None
 ) -> list[Outdated]:
-    """Installed files for which a newer version exists (Civitai, or the catalog moved on)."""
+    """Installed files for which a newer version exists: on Civitai, on a Hugging Face repo's
+    main branch (other bytes under the same name), or because the catalog moved on."""
     from sdm.updates import outdated as run
 
     return run(open_store(settings), catalog(), _settings(settings), select(targets, settings), any_base)
@@ -493,7 +494,8 @@ def update(
 
 
 def ignore_versions(versions: Sequence[str], settings: Settings | None = None) -> set[str]:
-    """Never offer these versions again (Civitai version ids, or ID:VARIANT); returns them all."""
+    """Never offer these versions again (each as Outdated.version names it: a Civitai version
+    id, ID:VARIANT, ID:VARIANT@SHA or hf://ORG/REPO/PATH@SHA); returns them all."""
     from sdm.updates import ignore
 
     return ignore(open_store(settings), versions)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from sdm import activity
-from sdm.errors import NotFound, RemoteError
+from sdm.errors import NotFound, RemoteError, SdmError
 
 if TYPE_CHECKING:
     from sdm.apicache import HubAPI
@@ -112,11 +112,20 @@ def by_hash(api: HubAPI, sites: Sequence[str], hashes: Sequence[str]) -> dict[st
     (civitai.com, then civitai.red) for what the ones before did not know; `_site` says
     which site answered, `_file` which of the version's files has the hash."""
     out: dict[str, dict[str, Any]] = {}
-    for site in sites:
+    for index, site in enumerate(sites):
         wanted = [h for h in dict.fromkeys(h.lower() for h in hashes) if h not in out]
         if not wanted:
             break
-        for version in _versions_by_hash(api, site, wanted):
+        activity.note(f"asking {site} about {len(wanted)} file(s) by sha256")
+        try:
+            versions = _versions_by_hash(api, site, wanted)
+        except SdmError as exc:
+            if index == 0:
+                raise
+            # A later site out of reach (a network that blocks civitai.red): what the first knew stands.
+            activity.note(f"{site} could not be asked: {exc.message}")
+            break
+        for version in versions:
             if not isinstance(version, dict):
                 continue
             for entry in version.get("files") or []:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sdm import activity
 from sdm.fsutil import write_json_atomic
 from sdm.names import meta_dir
 
@@ -77,7 +78,11 @@ def outdated(
     civitai = [
         i for i in items if i.record and not i.record.id and (i.record.origin or "").startswith("civitai://")
     ]
-    hf = [(i, ref) for i in items if i.record and not i.record.id and (ref := _hf_main(i.record.origin))]
+    hf = [
+        (i, ref)
+        for i in items
+        if i.record and not i.record.id and not i.record.converted_from and (ref := _hf_main(i.record.origin))
+    ]
     if civitai or hf:
         from sdm.apicache import HubAPI
 
@@ -156,18 +161,19 @@ def _hf_main(origin: str | None) -> tuple[str, str] | None:
 def _huggingface(
     api: HubAPI, settings: Resolved, items: Sequence[tuple[Installed, tuple[str, str]]]
 ) -> list[Outdated]:
-    from sdm.errors import NotFound
+    from sdm.errors import AuthRequired, NotFound
 
     by_repo: dict[str, list[tuple[Installed, str]]] = {}
     for item, (repo, path) in items:
         by_repo.setdefault(repo, []).append((item, path))
     out = []
     for repo, files in sorted(by_repo.items()):
+        activity.note(f"asking Hugging Face about {repo}")
         try:
             url = f"{settings.hf_endpoint}/api/models/{repo}?blobs=true"
             data = api.get(url, f"Hugging Face ({repo})", revalidate=True)
-        except NotFound:
-            continue  # the repo is gone: nothing newer to offer
+        except (NotFound, AuthRequired):
+            continue  # gone, or private now (the Hub answers 401 for both): nothing to offer
         siblings = {s.get("rfilename"): s for s in data.get("siblings") or [] if isinstance(s, dict)}
         commit = str(data.get("sha") or "")[:12]
         for item, path in files:

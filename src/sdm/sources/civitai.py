@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sdm.download.http import Credentials, error_message, head_of_body, netloc
 from sdm.download.location import Location, Locator
-from sdm.errors import AuthRequired, BadInput, NotFound, RemoteError, SdmError
+from sdm.errors import AuthRequired, BadInput, NetworkError, NotFound, RemoteError
 from sdm.sources.base import BaseSource, Context, Ref, Remote, Want
 from sdm.sources.common import AuthMessage, get_json, probe
 from sdm.vocab import base_from_civitai, format_from_extension, type_from_civitai
@@ -227,9 +227,10 @@ def on_any(endpoints: list[str], ask: Callable[[str], T]) -> tuple[T, str]:
             return ask(endpoint), endpoint
         except NotFound as exc:
             first = first or exc
-        except SdmError as exc:
+        except NetworkError as exc:
             if first is None:
                 raise
+            # Out of reach (a network that blocks civitai.red): the first site's answer stands.
             first = NotFound(first.message, hint=f"{netloc(endpoint)} could not be asked: {exc.message}")
     assert first is not None
     raise first
