@@ -148,11 +148,13 @@ class HubAPI:
             except Exception as exc:
                 import httpx
 
+                from sdm.sources.common import name_lookup_failure, plain_reason
+
                 if not isinstance(exc, httpx.TransportError):
                     raise
-                if attempt == self.retries:
-                    reason = str(exc).splitlines()[0] if str(exc) else repr(exc)
-                    raise NetworkError(f"cannot reach {what}: {reason}") from None
+                lookup = name_lookup_failure(exc)  # a name that does not exist will not next time
+                if attempt == self.retries or lookup == "unknown" or (lookup == "temporary" and attempt >= 1):
+                    raise NetworkError(f"cannot reach {what}: {plain_reason(exc)}") from None
                 time.sleep(retry_delay(attempt))
                 continue
             status = response.status_code

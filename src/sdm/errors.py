@@ -11,6 +11,8 @@ download/errmap.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 
@@ -94,3 +96,14 @@ class Busy(SdmError):
 class TakenOver(Busy):
     """Another sdm process took this file's lock over (this one had stopped for a whole
     lease: suspended, or cut off from a shared store); the file is that process's now."""
+
+
+def chain(exc: BaseException) -> Iterator[BaseException]:
+    """exc, then what caused it, and so on (each link once): a Ctrl-C or a resolver error
+    that another exception wraps is still found."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        yield link
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__

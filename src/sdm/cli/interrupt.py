@@ -1,12 +1,15 @@
 """The one `sdm: interrupted` line for a Ctrl-C, wherever it lands.
 
-Kept free of imports beyond sys: the executable reports an interruption that
-struck while other modules were half loaded, so this must not load any.
+Kept free of imports beyond sys and sdm.errors (both loaded before anything a
+Ctrl-C could leave half loaded): the executable reports an interruption that
+struck while other modules were loading, so this must load nothing more.
 """
 
 from __future__ import annotations
 
 import sys
+
+from sdm.errors import chain
 
 INTERRUPTED = "interrupted"
 INTERRUPT_SAID = {"done": False}
@@ -25,11 +28,4 @@ def say_interrupted(detail: str = "", *, fresh_line: bool = False) -> None:
 def caused_by_interrupt(exc: BaseException) -> bool:
     """Whether a Ctrl-C is behind exc: Python wraps one that lands in some hooks
     (class creation's __set_name__) in a RuntimeError."""
-    seen: set[int] = set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
-        if isinstance(link, KeyboardInterrupt):
-            return True
-        seen.add(id(link))
-        link = link.__cause__ or link.__context__
-    return False
+    return any(isinstance(link, KeyboardInterrupt) for link in chain(exc))

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sdm.errors import DiskFull, NetworkError, SdmError
+from sdm.errors import DiskFull, NetworkError, SdmError, chain
 
 
 class Transient(NetworkError):
@@ -57,9 +57,7 @@ def host_of(url: str) -> str | None:
 
 def untrusted_certificate(exc: BaseException, url: str) -> NetworkError | None:
     """The error for a TLS certificate that does not verify, which no retry will fix."""
-    seen: BaseException | None = exc
-    while seen is not None and not isinstance(seen, ssl.SSLCertVerificationError):
-        seen = seen.__cause__ or seen.__context__
+    seen = next((e for e in chain(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
     if seen is None:
         return None
     reason = seen.verify_message or str(seen)

@@ -23,7 +23,7 @@ from sdm.download.http import (
     untrusted_certificate,
 )
 from sdm.download.location import Location
-from sdm.errors import AuthRequired, NetworkError, NotFound, RemoteError, SdmError
+from sdm.errors import AuthRequired, NetworkError, NotFound, RemoteError, SdmError, chain
 
 if TYPE_CHECKING:
     import httpx
@@ -46,15 +46,11 @@ def name_lookup_failure(exc: BaseException) -> str | None:
     now (one retry), None when the name was not the problem."""
     import socket
 
-    seen: set[int] = set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
+    for link in chain(exc):
         if isinstance(link, socket.gaierror):
             return "temporary" if link.errno == socket.EAI_AGAIN else "unknown"
-        seen.add(id(link))
-        link = link.__cause__ or link.__context__
     # httpx keeps only the message of the resolver's error.
-    why = _why(exc).lower()
+    why = plain_reason(exc).lower()
     if "temporary failure in name resolution" in why:
         return "temporary"
     if "name or service not known" in why or "nodename nor servname" in why or "no address associated" in why:
@@ -62,7 +58,7 @@ def name_lookup_failure(exc: BaseException) -> str | None:
     return None
 
 
-def _why(exc: BaseException) -> str:
+def plain_reason(exc: BaseException) -> str:
     """An exception as a few plain words: no '[Errno -3]', no Python quotes."""
     import re
 
@@ -86,7 +82,7 @@ def _unreachable(exc: BaseException, client: httpx.Client, what: str, host: str)
             hint="the server may be overloaded: try again later, or wait longer with "
             "sdm config set stall_timeout 120",
         )
-    why = _why(exc)
+    why = plain_reason(exc)
     offline = name_lookup_failure(exc) is not None
     return NetworkError(
         f"cannot reach {where}: {why}",
@@ -140,7 +136,9 @@ def request(
             ):
                 raise _unreachable(exc, client, what, host) from None
             delay = retry_delay(attempt)
-            activity.note(f"retry {attempt + 1}/{attempts - 1} in {delay:.1f} s: {_why(exc)} ({host})")
+            activity.note(
+                f"retry {attempt + 1}/{attempts - 1} in {delay:.1f} s: {plain_reason(exc)} ({host})"
+            )
             time.sleep(delay)
             continue
         status = response.status_code
