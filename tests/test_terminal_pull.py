@@ -226,7 +226,14 @@ def test_progress_json_keeps_stderr_all_json_for_warnings_and_errors(sdm, hub, c
     assert warnings and all(e["file"] is None for e in warnings), events
     assert any("sha256" in e["message"] for e in warnings), warnings
 
-    for args, code in ((["nosuch"], 2), (["ww", "--fp16"], 2), (["nosuch", "--dry-run"], 2)):
+    cases = (
+        (["nosuch"], 2),
+        (["ww", "--fp16"], 2),
+        (["nosuch", "--dry-run"], 2),
+        (["ww", "--fp16", "--fp32"], 2),
+        (["ww", "--type", "bogus"], 2),
+    )
+    for args, code in cases:
         result = sdm("pull", *args, "--progress", "json")
         assert result.code == code, result
         events = [json.loads(line) for line in result.err.splitlines()]

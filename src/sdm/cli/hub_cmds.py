@@ -116,8 +116,8 @@ def update(
         typer.Option(
             "--ignore",
             metavar="VERSION",
-            help="Never offer this version (as `sdm outdated` names it: a Civitai version id, "
-            "ID:VARIANT[@SHA256] or hf://ORG/REPO/PATH@SHA256); repeatable.",
+            help="Never offer this version, as the VERSION of `sdm outdated --json` names it "
+            "(a Civitai version id, ID:VARIANT, ID:VARIANT@SHA or hf://ORG/REPO/PATH@SHA); repeatable.",
             show_default=False,
         ),
     ] = None,
@@ -137,10 +137,10 @@ def update(
     reporter = make_reporter(False, False, progress_mode(progress))
     reporter.results = False
     events = reporter if isinstance(reporter, JsonReporter) else None
-    skipped: list[str] = []
+    warned: list[str] = []  # with nothing updated, only files held back (same name: --replace)
 
     def note(text: str) -> None:
-        skipped.append(text)
+        warned.append(text)
         (events.warning if events is not None else warn)(text)
 
     try:
@@ -166,7 +166,7 @@ def update(
         for plan, error in report.failures:
             failed += 1
             echo(f"failed   {item.path.name} -> {plan.filename}: {error.message}")
-    if not done and not skipped:
+    if not done and not warned:
         echo("everything is current")
     if failed:
         raise typer.Exit(1)

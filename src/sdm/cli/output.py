@@ -157,6 +157,12 @@ def fail(error_: SdmError) -> typer.Exit:
     return typer.Exit(error_.exit_code)
 
 
+def os_failure(exc: OSError) -> SdmError:
+    """An OSError as the one line it shows as: what went wrong, and on which path."""
+    where = f": {exc.filename}" if exc.filename else ""
+    return SdmError(f"{exc.strerror or exc}{where}")
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Map SdmError to one line on stderr and its exit code."""
 
@@ -179,8 +185,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise
         except OSError as exc:
             # A read-only store, a permission, a full disk: the user's to fix, not a bug.
-            where = f": {exc.filename}" if exc.filename else ""
-            sys.stderr.write(f"sdm: error: {exc.strerror or exc}{where}\n")
+            sys.stderr.write(f"sdm: error: {os_failure(exc).message}\n")
             raise typer.Exit(1) from None
         except Exception as exc:
             if caused_by_interrupt(exc):

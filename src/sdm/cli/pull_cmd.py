@@ -12,6 +12,7 @@ from sdm.cli.output import (
     echo,
     handle_errors,
     human_size,
+    os_failure,
     print_json,
     warn,
 )
@@ -157,10 +158,6 @@ def pull(
     from sdm.cli.catalog_cmds import check_choices
     from sdm.cli.progress import JsonReporter, LineReporter
 
-    precisions = [p for p, on in (("fp16", fp16), ("fp32", fp32), ("bf16", bf16), ("fp8", fp8)) if on]
-    if len(precisions) > 1 or (pruned and full):
-        raise BadInput("choose one of --fp16/--fp32/--bf16/--fp8 and one of --pruned/--full")
-    model_type = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
     mode = progress_mode(progress)
     reporter: LineReporter | None
     if dry_run:  # nothing to show progress of; under --progress json, errors are still events
@@ -169,6 +166,10 @@ def pull(
         reporter = make_reporter(quiet, as_json, mode)
     events = reporter if isinstance(reporter, JsonReporter) else None
     try:
+        precisions = [p for p, on in (("fp16", fp16), ("fp32", fp32), ("bf16", bf16), ("fp8", fp8)) if on]
+        if len(precisions) > 1 or (pruned and full):
+            raise BadInput("choose one of --fp16/--fp32/--bf16/--fp8 and one of --pruned/--full")
+        model_type = check_choices([type_] if type_ else None, MODEL_TYPES, "type")
         report = api.pull(
             specs or [],
             file=file,
@@ -192,13 +193,15 @@ def pull(
             warn=events.warning if events is not None else warn,
             settings=settings(),
         )
-    except SdmError as exc:
+    except (SdmError, OSError) as exc:
         if reporter is not None:
             reporter.interrupted()  # stop its ticker
         if events is None:
             raise
-        events.error(exc)  # stderr stays JSON lines: the event instead of the text line
-        raise typer.Exit(exc.exit_code) from None
+        # stderr stays JSON lines: the event instead of the text line (a read-only store too)
+        failure = exc if isinstance(exc, SdmError) else os_failure(exc)
+        events.error(failure)
+        raise typer.Exit(failure.exit_code) from None
     except KeyboardInterrupt:
         began = reporter.interrupted() if reporter is not None else False
         kept = "; the partial file is kept: run the same command to resume" if began else ""
