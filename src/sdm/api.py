@@ -144,9 +144,10 @@ def pull(
     from sdm import activity, mirrors
     from sdm.catalog.load import load
     from sdm.download.http import Credentials
+    from sdm.locate import check_space, locate_all
     from sdm.offline import hub_client
     from sdm.plan import Planner, PullOptions, plan_entries
-    from sdm.pull import Puller, PullReport, SilentReporter, Tuning, check_space, locate_all
+    from sdm.pull import Puller, PullReport, SilentReporter, Tuning
     from sdm.resolve import Request
     from sdm.sources.base import Context, all_tokens
     from sdm.specfile import read, single

@@ -3,7 +3,7 @@
 A mirror is a base URL (the file is at BASE/sha256/HEX, the tree `sdm mirror
 build` writes) or a template with `{sha256}`. For a plan whose sha256 is known
 before the transfer, planning puts the mirrors' locators in front of the
-plan's own source (`Fetch.content`); pull.locate() asks them in order and
+plan's own source (`Fetch.content`); locate.locate() asks them in order and
 pull.Puller falls through to the next one, then to the source, when one is
 missing, down, or serves bytes that fail verification. A mirror is never
 trusted: the bytes are checked against the sha256 like any others, so a wrong
@@ -147,7 +147,7 @@ def pinned_plan(planner: Planner, entry: Entry) -> Plan | None:
         return found[0]
 
     def locate_at_source(client: httpx.Client) -> Location:
-        from sdm.pull import locate
+        from sdm.locate import locate
 
         if entry.convert:
             # No mirror has the converted file: the original is pulled and converted again.
