@@ -12,10 +12,11 @@ import shutil
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from sdm import activity
 from sdm.download.location import Location
 from sdm.download.state import TransferState
 from sdm.errors import AuthRequired, DiskFull, NetworkError, NotFound, RemoteError, SdmError
-from sdm.mirrors import NotOnMirrors, attach
+from sdm.mirrors import NotOnMirrors, StillDown, attach
 from sdm.names import partial_path, state_path
 from sdm.plan import Fetch, Plan
 from sdm.present import converted, existing, twin
@@ -58,6 +59,9 @@ def _from_content_mirror(fetch: Fetch, client: httpx.Client) -> Location | None:
             location = locator(client)
         except (NetworkError, RemoteError, NotFound, AuthRequired) as exc:
             fetch.notes.append(f"mirror {name}: {exc.message}")
+            if not isinstance(exc, (NotFound, StillDown)):
+                # A miss is what mirrors are for; a mirror down or refusing is news, once.
+                activity.note(f"mirror {name} failed: {exc.message}; trying the next source")
             continue
         if fetch.home is None:
             fetch.home = (fetch.source, fetch.locator)

@@ -1,7 +1,8 @@
 """Content mirrors: a file's bytes by its sha256, from servers a team already runs.
 
 A mirror is a base URL (the file is at BASE/sha256/HEX, the tree `sdm mirror
-build` writes) or a template with `{sha256}`. For a plan whose sha256 is known
+build` writes), a template with `{sha256}`, or s3://BUCKET/PREFIX for a private
+bucket (s3.py signs each request). For a plan whose sha256 is known
 before the transfer, planning puts the mirrors' locators in front of the
 plan's own source (`Fetch.content`); locate.locate() asks them in order and
 pull.Puller falls through to the next one, then to the source, when one is
@@ -17,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from sdm import s3
 from sdm.download.http import Credentials, netloc
 from sdm.errors import NetworkError, NotFound
 
@@ -59,7 +61,8 @@ def tokens(settings: Resolved) -> dict[str, str | None]:
     Credentials sends a token only to its exact scheme://host:port, so a mirror
     without one of its own never sees the hubs' tokens or another mirror's."""
     own = {netloc(url): token for url, token in pairs(settings.mirror_tokens).items()}
-    return {base: own.get(netloc(base), settings.mirror_token) for base in bases(settings)}
+    # A bucket's requests carry their signature, never a token (S3 and R2 refuse both).
+    return {b: own.get(netloc(b), settings.mirror_token) for b in bases(settings) if not s3.is_s3(b)}
 
 
 @dataclass
@@ -80,10 +83,15 @@ class Mirrors:
         def locate(client: httpx.Client) -> Location:
             with self._lock:
                 if base in self.down:
-                    raise NetworkError(f"mirror {base} did not answer earlier in this run")
+                    raise StillDown(f"mirror {base} did not answer earlier in this run")
             try:
+                # A bucket's URL is signed at each locate (a retry too), never expired, and
+                # stays inside the transfer: names, notes and records show `url`, unsigned.
+                target = s3.signed_url(base, sha256) if s3.is_s3(base) else url
                 # sha256 on the location: verification checks the bytes against it.
-                return probe(client, url, self.creds, what=f"mirror {base}", sha256=sha256, attempts=ATTEMPTS)
+                return probe(
+                    client, target, self.creds, what=f"mirror {base}", sha256=sha256, attempts=ATTEMPTS
+                )
             except NetworkError:
                 with self._lock:
                     self.down.add(base)
@@ -102,6 +110,10 @@ def attach(plan: Plan, locators: Callable[[str], list[tuple[str, Locator]]]) -> 
         plan.fetch.content = locators(plan.sha256)
 
 
+class StillDown(NetworkError):
+    """A mirror that failed earlier in this run, not asked again (and not said again)."""
+
+
 class NotOnMirrors(NotFound):
     """A file only the mirrors can serve as it is; fallback plans how to make it instead."""
 
@@ -112,6 +124,8 @@ class NotOnMirrors(NotFound):
 
 def for_run(settings: Resolved, creds: Credentials) -> Mirrors | None:
     found = bases(settings)
+    for base in filter(s3.is_s3, found):
+        s3.check(base)  # a malformed s3:// base, or no botocore: one line before any planning
     return Mirrors(found, creds) if found else None
 
 

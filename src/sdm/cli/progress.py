@@ -115,7 +115,7 @@ class LineReporter:
         """A wait before any file has a bar (resolving, connecting, a retry)."""
         with self.lock:
             self._activity = (message, time.monotonic())
-        if message.startswith("retry"):
+        if message.startswith(("retry", "mirror")):
             self._show_activity(message)  # a retry is news at once, not after a delay
 
     def status(self, plan: Plan, message: str) -> None:
@@ -376,7 +376,7 @@ class RichReporter(LineReporter):
 
     def activity(self, message: str) -> None:
         self._spin("setup", message)
-        if message.startswith("retry"):
+        if message.startswith(("retry", "mirror")):
             self._status_line(message)
 
     def _plan_status(self, plan: Plan, message: str) -> None:
