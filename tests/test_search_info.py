@@ -102,3 +102,23 @@ def test_info_shows_a_weights_column_only_where_it_tells_variants_apart(sdm):
     assert "WEIGHTS" not in header and "?" not in encoder.split(header, 1)[1]
     checkpoint = sdm("info", "sd15").out
     assert "WEIGHTS" in next(line for line in checkpoint.splitlines() if line.startswith("VARIANT"))
+
+
+def test_a_version_under_its_own_licence_says_so(sdm):
+    text = sdm("info", "animagine-xl").out
+    assert "per version: see LICENSE below" in text
+    header = next(line for line in text.splitlines() if line.startswith("VARIANT"))
+    assert "LICENSE" in header
+    rows = {
+        line.split()[0].lstrip("*"): line
+        for line in text.splitlines()[text.splitlines().index(header) + 1 :][:2]
+    }
+    assert "openrail++" in rows["v4.0"] and "faipl-1.0-sd" in rows["v3.1"]
+    variants = {v["name"]: v["license"] for v in sdm("info", "animagine-xl", "--json").json()["variants"]}
+    assert variants == {"v4.0": "openrail++", "v3.1": "faipl-1.0-sd"}
+    # A model whose files share one licence keeps it in one place.
+    plain = sdm("info", "sd15").out
+    assert "LICENSE" not in next(line for line in plain.splitlines() if line.startswith("VARIANT"))
+    assert all(
+        v["license"] == "creativeml-openrail-m" for v in sdm("info", "sd15", "--json").json()["variants"]
+    )

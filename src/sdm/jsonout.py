@@ -64,6 +64,7 @@ class VariantJSON(TypedDict):
     sha256: str | None
     pickle: bool
     gated: bool
+    license: str | None  # the model's, unless this file's version has its own
     source: SourceJSON
     mirrors: list[SourceJSON]
     note: str | None
@@ -225,6 +226,7 @@ def variant_json(model: Model, variant: Variant) -> VariantJSON:
         "sha256": variant.sha256,
         "pickle": variant.is_pickle,
         "gated": model.is_gated(variant),
+        "license": model.license_of(variant),
         "source": source_json(variant.source),
         "mirrors": [source_json(m) for m in variant.mirrors],
         "note": variant.note,

@@ -123,6 +123,7 @@ class Variant:
     size: int | None = None
     sha256: str | None = None
     gated: bool | None = None  # overrides the model's flag for this file's source
+    license: str | None = None  # overrides the model's, where versions differ
     note: str | None = None
 
     @property
@@ -189,6 +190,9 @@ class Model:
 
     def is_gated(self, variant: Variant) -> bool:
         return self.gated if variant.gated is None else variant.gated
+
+    def license_of(self, variant: Variant) -> str | None:
+        return variant.license or self.license
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Model:

@@ -86,6 +86,7 @@ class VariantEntry(_Strict):
     size: int | None = Field(default=None, gt=0)
     sha256: str | None = None
     gated: bool | None = None  # overrides the model's flag for this file's source
+    license: str | None = None  # overrides the model's, where versions differ (Illustrious 0.1 and 1.1)
     note: str | None = None
 
     @field_validator("sha256", mode="before")

@@ -252,6 +252,17 @@ def _type_words(model_type: str) -> str:
     )
 
 
+def _license_words(model: "Model") -> str:
+    own = {v.license for v in model.variants if v.license and v.license != model.license}
+    if own:  # versions under different licences: each is in the variant table
+        return (
+            f"{model.license}; some versions differ: see LICENSE below"
+            if model.license
+            else "per version: see LICENSE below"
+        )
+    return model.license or "see homepage"
+
+
 def _render_info(model: "Model", catalog: "Catalog") -> None:
     facts = [
         ("id", model.id + (f"  (aliases: {', '.join(model.aliases)})" if model.aliases else "")),
@@ -260,7 +271,7 @@ def _render_info(model: "Model", catalog: "Catalog") -> None:
         ("type", _type_words(model.type)),
         ("base", model.base),
         ("tags", ", ".join(model.tags)),
-        ("license", model.license or "see homepage"),
+        ("license", _license_words(model)),
         ("homepage", model.homepage or "-"),
     ]
     if model.type in ("checkpoint", "diffusion_model"):  # a VAE or LoRA is neither
@@ -287,6 +298,7 @@ def _render_info(model: "Model", catalog: "Catalog") -> None:
     echo()
     # Pruned, full or EMA-only tells checkpoints apart; for a VAE or an encoder it means nothing.
     weighed = any(v.weights for v in model.variants)
+    licensed = any(v.license and v.license != model.license for v in model.variants)
     rows = []
     for v in model.variants:
         mark = "*" if v.name == model.default.name else ""
@@ -298,6 +310,7 @@ def _render_info(model: "Model", catalog: "Catalog") -> None:
                 *([v.weights or "?"] if weighed else []),
                 human_size(v.size),
                 (v.sha256 or "unknown")[:10],
+                *([model.license_of(v) or "?"] if licensed else []),
                 v.source.describe(),
             ]
         )
@@ -308,6 +321,7 @@ def _render_info(model: "Model", catalog: "Catalog") -> None:
         *(["WEIGHTS"] if weighed else []),
         "SIZE",
         "SHA256",
+        *(["LICENSE"] if licensed else []),
         "SOURCE",
     ]
     print_table(columns, rows)
