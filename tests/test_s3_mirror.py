@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from modelfiles import lora_like, sd15_like
+from test_mirrors import catalog_with
 
 moto_server = pytest.importorskip("moto.server")
 botocore_session = pytest.importorskip("botocore.session")
@@ -46,31 +47,12 @@ def bucket(monkeypatch, tmp_path):
     server.stop()
 
 
-def catalog_entry(tmp_path, monkeypatch, data: bytes) -> None:
-    import hashlib
-
-    import yaml
-
-    variant = {
-        "name": "v1",
-        "source": {"hf": {"repo": "org/base", "path": "base.safetensors"}},
-        "filename": "base.safetensors",
-        "format": "safetensors",
-        "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-    }
-    model = {"id": "base", "name": "Base", "type": "checkpoint", "base": "sd15", "variants": [variant]}
-    path = tmp_path / "cat.yaml"
-    path.write_text(yaml.safe_dump({"models": [model]}))
-    monkeypatch.setenv("SDM_CATALOG", str(path))
-
-
 def test_frozen_install_from_a_private_bucket_with_the_hubs_down(sdm, hub, bucket, tmp_path, monkeypatch):
     client, url = bucket
     base, style = sd15_like(31), lora_like(32)
     hub.add_hf("org/base", "base.safetensors", base)
     hub.add_hf("org/style", "style.safetensors", style)
-    catalog_entry(tmp_path, monkeypatch, base)
+    catalog_with(tmp_path, monkeypatch, base)
     first, second = tmp_path / "first", tmp_path / "second"
     assert sdm("--home", str(first), "pull", "base").code == 0
     assert sdm("--home", str(first), "pull", "hf://org/style/style.safetensors", "--type", "lora").code == 0
@@ -107,7 +89,7 @@ def test_a_bucket_without_credentials_falls_through_to_the_source(
     _client, _url = bucket  # its environment: a bucket this run cannot sign for
     data = sd15_like(33)
     hub.add_hf("org/base", "base.safetensors", data)
-    catalog_entry(tmp_path, monkeypatch, data)
+    catalog_with(tmp_path, monkeypatch, data)
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("SDM_MIRRORS", "s3://models/team")
