@@ -217,3 +217,35 @@ def test_identify_keeps_what_civitai_com_knows_when_civitai_red_is_out_of_reach(
     assert result.code == 0, result
     found = {r["path"].rsplit("/", 1)[1]: r["status"] for r in result.json()}
     assert found == {"known.safetensors": "civitai", "other.safetensors": "unknown"}
+
+
+def test_a_refusal_from_civitai_red_is_reported_as_such(sdm, hub, monkeypatch):
+    # civitai.com has no such version; civitai.red refuses (401): that is the answer to
+    # show (with how to log in), not civitai.com's "not found".
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"error": "Unauthorized"}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    red = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=red.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("SDM_CIVITAI_RED_ENDPOINT", f"http://127.0.0.1:{red.server_address[1]}")
+        result = sdm("pull", "civitai://424242")
+    finally:
+        red.shutdown()
+        red.server_close()
+    assert result.code == 1, result
+    [error] = [line for line in result.err.splitlines() if line.startswith("sdm: error:")]
+    assert "Unauthorized" in error and "not found" not in error.lower()
+    assert "CIVITAI_TOKEN" in result.err

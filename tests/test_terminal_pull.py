@@ -342,3 +342,38 @@ def test_a_host_name_that_does_not_resolve_fails_at_once(tmp_path, store, failur
     assert len(errors) == 1 and "cannot reach models.invalid" in errors[0]
     assert "sdm: hint: is this machine offline?" in result.stderr
     assert took < 10
+
+
+def test_online_search_gives_up_at_once_on_hub_names_that_do_not_resolve(tmp_path, store):
+    # The hubs' JSON APIs (search --online, info, identify, outdated) as downloads: a name
+    # the resolver says does not exist is not asked again.
+    import os
+    import socket
+    import subprocess
+
+    from ptyrun import installed_sdm
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(RESOLVER)
+    log = tmp_path / "dns.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(site),
+        "DNS_LOG": str(log),
+        "DNS_FAILURE": str(socket.EAI_NONAME),
+        "HF_ENDPOINT": "http://hub.invalid",
+        "SDM_CIVITAI_ENDPOINT": "http://civitai.invalid",
+    }
+    result = subprocess.run(
+        [installed_sdm(), "search", "realistic", "--online"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr  # the catalog's results still print
+    assert sorted(log.read_text().splitlines()) == ["civitai.invalid", "hub.invalid"]
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("sdm: warning:")]
+    assert "Name or service not known" in warning and "Errno" not in warning
