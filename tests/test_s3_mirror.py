@@ -92,13 +92,18 @@ def test_a_bucket_without_credentials_falls_through_to_the_source(
     catalog_with(tmp_path, monkeypatch, data)
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    hub.add_hf("org/style", "style.safetensors", lora_like(34))
     monkeypatch.setenv("SDM_MIRRORS", "s3://models/team")
-    result = sdm("pull", "base", "--json")
+    specs = tmp_path / "models.yaml"
+    specs.write_text('- base\n- {spec: "hf://org/style/style.safetensors", type: lora}\n')
+    result = sdm("pull", "-f", str(specs), "--json", "--parallel", "1")
     assert result.code == 0, result
-    # Said once, at once: a fleet whose bucket refuses it must not silently go to the hubs.
+    # Said once (not once per file), at once: a fleet whose bucket refuses it must not go
+    # to the hubs without a word.
     [said] = [line for line in result.err.splitlines() if line.startswith("mirror s3://models/team/sha256/")]
     assert "cannot sign a request for s3://models/team" in said and "credentials" in said
-    assert json.loads(result.out)["source"].startswith("hf://org/base")
+    sources = [json.loads(line)["source"] for line in result.out.splitlines()]
+    assert sources[0].startswith("hf://org/base") and sources[1].startswith("hf://org/style")
     assert (store / "checkpoints" / "base.safetensors").read_bytes() == data
 
 
