@@ -6,11 +6,13 @@ every body byte they send, so tests assert on what went over the wire.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -788,3 +790,17 @@ class SilentServer:
         for conn in self.held:
             conn.close()
         self.sock.close()
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A one-off server on loopback answering with handler (a server that misbehaves in
+    one way only); yields its base URL and stops it afterwards."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -222,8 +222,9 @@ def test_identify_keeps_what_civitai_com_knows_when_civitai_red_is_out_of_reach(
 def test_a_refusal_from_civitai_red_is_reported_as_such(sdm, hub, monkeypatch):
     # civitai.com has no such version; civitai.red refuses (401): that is the answer to
     # show (with how to log in), not civitai.com's "not found".
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
+
+    from fakehub import serving
 
     class Refuse(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -237,14 +238,9 @@ def test_a_refusal_from_civitai_red_is_reported_as_such(sdm, hub, monkeypatch):
         def log_message(self, *args: object) -> None:
             pass
 
-    red = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
-    threading.Thread(target=red.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv("SDM_CIVITAI_RED_ENDPOINT", f"http://127.0.0.1:{red.server_address[1]}")
+    with serving(Refuse) as red:
+        monkeypatch.setenv("SDM_CIVITAI_RED_ENDPOINT", red)
         result = sdm("pull", "civitai://424242")
-    finally:
-        red.shutdown()
-        red.server_close()
     assert result.code == 1, result
     [error] = [line for line in result.err.splitlines() if line.startswith("sdm: error:")]
     assert "Unauthorized" in error and "not found" not in error.lower()

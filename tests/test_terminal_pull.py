@@ -307,9 +307,10 @@ socket.getaddrinfo = _lookup
 """
 
 
-@pytest.mark.parametrize(("failure", "lookups"), [("EAI_NONAME", 1), ("EAI_AGAIN", 2)])
-def test_a_host_name_that_does_not_resolve_fails_at_once(tmp_path, store, failure, lookups):
-    # The resolver runs in the sdm process (sitecustomize): no packet leaves the machine.
+def run_with_failing_resolver(tmp_path, failure: str, *args: str, **env: str):
+    """sdm run with a resolver (sitecustomize, in the sdm process: no packet leaves the
+    machine) that fails every *.invalid name as an offline machine's does; returns the
+    result and the names it was asked for, in order."""
     import os
     import socket
     import subprocess
@@ -320,24 +321,33 @@ def test_a_host_name_that_does_not_resolve_fails_at_once(tmp_path, store, failur
     site.mkdir()
     (site / "sitecustomize.py").write_text(RESOLVER)
     log = tmp_path / "dns.log"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(site),
-        "DNS_LOG": str(log),
-        "DNS_FAILURE": str(getattr(socket, failure)),
-    }
-    began = time.monotonic()
+    log.touch()
     result = subprocess.run(
-        [installed_sdm(), "pull", "http://models.invalid/x.safetensors", "--type", "lora"],
+        [installed_sdm(), *args],
         capture_output=True,
         text=True,
-        env=env,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(site),
+            "DNS_LOG": str(log),
+            "DNS_FAILURE": str(getattr(socket, failure)),
+            **env,
+        },
         timeout=60,
         stdin=subprocess.DEVNULL,
     )
+    return result, log.read_text().splitlines()
+
+
+@pytest.mark.parametrize(("failure", "lookups"), [("EAI_NONAME", 1), ("EAI_AGAIN", 2)])
+def test_a_host_name_that_does_not_resolve_fails_at_once(tmp_path, store, failure, lookups):
+    began = time.monotonic()
+    result, asked = run_with_failing_resolver(
+        tmp_path, failure, "pull", "http://models.invalid/x.safetensors", "--type", "lora"
+    )
     took = time.monotonic() - began
     assert result.returncode == 1, result.stderr
-    assert log.read_text().splitlines() == ["models.invalid"] * lookups  # no retry budget spent on it
+    assert asked == ["models.invalid"] * lookups  # no retry budget spent on it
     errors = [line for line in result.stderr.splitlines() if line.startswith("sdm: error:")]
     assert len(errors) == 1 and "cannot reach models.invalid" in errors[0]
     assert "sdm: hint: is this machine offline?" in result.stderr
@@ -347,33 +357,16 @@ def test_a_host_name_that_does_not_resolve_fails_at_once(tmp_path, store, failur
 def test_online_search_gives_up_at_once_on_hub_names_that_do_not_resolve(tmp_path, store):
     # The hubs' JSON APIs (search --online, info, identify, outdated) as downloads: a name
     # the resolver says does not exist is not asked again.
-    import os
-    import socket
-    import subprocess
-
-    from ptyrun import installed_sdm
-
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(RESOLVER)
-    log = tmp_path / "dns.log"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(site),
-        "DNS_LOG": str(log),
-        "DNS_FAILURE": str(socket.EAI_NONAME),
-        "HF_ENDPOINT": "http://hub.invalid",
-        "SDM_CIVITAI_ENDPOINT": "http://civitai.invalid",
-    }
-    result = subprocess.run(
-        [installed_sdm(), "search", "realistic", "--online"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
+    result, asked = run_with_failing_resolver(
+        tmp_path,
+        "EAI_NONAME",
+        "search",
+        "realistic",
+        "--online",
+        HF_ENDPOINT="http://hub.invalid",
+        SDM_CIVITAI_ENDPOINT="http://civitai.invalid",
     )
     assert result.returncode == 0, result.stderr  # the catalog's results still print
-    assert sorted(log.read_text().splitlines()) == ["civitai.invalid", "hub.invalid"]
+    assert sorted(asked) == ["civitai.invalid", "hub.invalid"]
     [warning] = [line for line in result.stderr.splitlines() if line.startswith("sdm: warning:")]
     assert "Name or service not known" in warning and "Errno" not in warning

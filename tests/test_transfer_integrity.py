@@ -147,8 +147,9 @@ def test_an_endless_body_stops_at_the_announced_size(sdm, hub, store):
 
 
 def test_an_endless_api_answer_is_refused_with_a_clear_error(sdm, hub, store, monkeypatch):
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
+
+    from fakehub import serving
 
     class Endless(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -165,15 +166,9 @@ def test_an_endless_api_answer_is_refused_with_a_clear_error(sdm, hub, store, mo
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        monkeypatch.setenv("SDM_CIVITAI_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    with serving(Endless) as url:
+        monkeypatch.setenv("SDM_CIVITAI_ENDPOINT", url)
         result = sdm("pull", "civitai://77")
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.code == 1, result
     assert "larger than sdm reads" in result.err
 
